@@ -1,0 +1,480 @@
+//! The piece index: which verified pieces are on disk, and which of them may be evicted.
+//!
+//! Every verified piece is one file, `<root>/<hex infohash>/<piece>.<seq>`. A moka cache, weighted
+//! by bytes and LRU-ordered, decides which of them stay: its eviction listener deletes the file.
+//! Pieces that an open reader is about to read (they lie in its lookahead window) are *pinned*:
+//! they stay out of moka until every window has moved past them, so a cache smaller than the
+//! lookahead cannot evict data before it is read. Disk use is therefore bounded by
+//! `capacity + pinned bytes`, and pinned bytes by the windows of the open readers.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io,
+    ops::Range,
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::SystemTime,
+};
+
+use moka::{notification::RemovalCause, policy::EvictionPolicy, sync::Cache};
+use parking_lot::Mutex;
+use tracing::{debug, info, warn};
+
+/// A torrent's v1 infohash, as raw bytes (the cache does not need anything richer).
+pub type Ih = [u8; 20];
+
+/// Identifies one piece of one torrent.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Key {
+    pub ih: Ih,
+    pub piece: u32,
+}
+
+/// A verified piece on disk. The path carries a unique sequence number so that a piece
+/// downloaded again never shares a file with an evicted copy whose deletion is still pending.
+#[derive(Debug)]
+pub struct PieceFile {
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+/// What the cache tells its owner about (for `/events`, `/status` and staleness checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheEvent {
+    /// A verified piece was stored.
+    Stored(Key),
+    /// A piece left the cache (its file is deleted).
+    Evicted(Key),
+}
+
+pub type EventSink = Arc<dyn Fn(CacheEvent) + Send + Sync>;
+
+/// Counters shown by `/status` and `/metrics`.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub evictions: AtomicU64,
+    pub stored: AtomicU64,
+}
+
+/// A snapshot of cache use.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub capacity: Option<u64>,
+    pub indexed_bytes: u64,
+    pub indexed_pieces: u64,
+    pub pinned_bytes: u64,
+    pub pinned_pieces: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+/// Per-torrent pinning state: the lookahead windows of its open readers and the pieces held
+/// for them outside moka.
+#[derive(Default)]
+struct Pins {
+    windows: HashMap<u64, Range<u32>>,
+    pinned: BTreeMap<u32, Arc<PieceFile>>,
+}
+
+impl Pins {
+    fn in_window(&self, piece: u32) -> bool {
+        self.windows.values().any(|w| w.contains(&piece))
+    }
+}
+
+/// The on-disk piece cache shared by every torrent (see the module doc).
+pub struct PieceCache {
+    root: PathBuf,
+    staging_root: PathBuf,
+    capacity: Option<u64>,
+    index: Cache<Key, Arc<PieceFile>>,
+    pins: Mutex<HashMap<Ih, Pins>>,
+    seq: AtomicU64,
+    next_window: AtomicU64,
+    counters: Arc<Counters>,
+    events: EventSink,
+}
+
+impl PieceCache {
+    /// Opens (or creates) the cache under `dir`: verified pieces in `dir/pieces`, pieces being
+    /// downloaded in `dir/staging` (wiped: a piece that was not verified before a crash is never
+    /// trusted). The index is rebuilt from the files found, oldest first, so that a smaller
+    /// capacity than last time evicts the least recently written pieces.
+    pub fn open(dir: &Path, capacity: Option<u64>, events: EventSink) -> io::Result<Arc<Self>> {
+        let root = dir.join("pieces");
+        let staging_root = dir.join("staging");
+        std::fs::create_dir_all(&root)?;
+        if staging_root.exists() {
+            std::fs::remove_dir_all(&staging_root)?;
+        }
+        std::fs::create_dir_all(&staging_root)?;
+
+        let counters = Arc::new(Counters::default());
+        let listener_counters = counters.clone();
+        let listener_events = events.clone();
+        let index = Cache::builder()
+            .max_capacity(capacity.unwrap_or(u64::MAX))
+            .weigher(|_k: &Key, v: &Arc<PieceFile>| u32::try_from(v.len).unwrap_or(u32::MAX))
+            .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(move |key: Arc<Key>, v: Arc<PieceFile>, cause| {
+                if let Err(e) = std::fs::remove_file(&v.path) {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        warn!(path = ?v.path, "cannot delete evicted piece: {e}");
+                    }
+                }
+                if cause != RemovalCause::Replaced {
+                    listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
+                    listener_events(CacheEvent::Evicted(*key));
+                }
+            })
+            .build();
+
+        let cache = Arc::new(Self {
+            root,
+            staging_root,
+            capacity,
+            index,
+            pins: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            next_window: AtomicU64::new(0),
+            counters,
+            events,
+        });
+        cache.rescan()?;
+        Ok(cache)
+    }
+
+    /// Rebuilds the index from disk at start-up.
+    fn rescan(&self) -> io::Result<()> {
+        let mut found: Vec<(SystemTime, Key, PieceFile, u64)> = Vec::new();
+        for dir in std::fs::read_dir(&self.root)? {
+            let dir = dir?;
+            let Some(ih) = dir.file_name().to_str().and_then(parse_ih) else {
+                continue;
+            };
+            for f in std::fs::read_dir(dir.path())? {
+                let f = f?;
+                let name = f.file_name();
+                let meta = f.metadata()?;
+                match name.to_str().and_then(parse_piece_name) {
+                    Some((piece, seq)) if meta.is_file() => found.push((
+                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        Key { ih, piece },
+                        PieceFile {
+                            path: f.path(),
+                            len: meta.len(),
+                        },
+                        seq,
+                    )),
+                    _ => {
+                        debug!(path = ?f.path(), "removing stray file from the piece cache");
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+            }
+        }
+        // Of several copies of one piece, keep the newest.
+        found.sort_by_key(|(_, k, _, seq)| (k.ih, k.piece, std::cmp::Reverse(*seq)));
+        found.dedup_by(|later, first| {
+            let dup = later.1 == first.1;
+            if dup {
+                let _ = std::fs::remove_file(&later.2.path);
+            }
+            dup
+        });
+        found.sort_by_key(|(t, ..)| *t);
+        let max_seq = found.iter().map(|f| f.3).max().unwrap_or(0);
+        self.seq.store(max_seq + 1, Ordering::Relaxed);
+        let (n, bytes) = (found.len(), found.iter().map(|f| f.2.len).sum::<u64>());
+        for (_, key, file, _) in found {
+            self.index.insert(key, Arc::new(file));
+        }
+        self.index.run_pending_tasks();
+        info!(pieces = n, bytes, "piece cache index rebuilt");
+        Ok(())
+    }
+
+    pub fn staging_root(&self) -> &Path {
+        &self.staging_root
+    }
+
+    /// Moves a verified piece from `staged` into the cache. Pinned if a reader's window covers
+    /// it, otherwise indexed (which may evict older pieces).
+    pub fn store(&self, key: Key, staged: &Path, len: u64) -> io::Result<()> {
+        let dir = self.root.join(hex::encode(key.ih));
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{}.{}", key.piece, seq));
+        if let Err(e) = std::fs::rename(staged, &path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(e);
+            }
+            std::fs::create_dir_all(&dir)?;
+            std::fs::rename(staged, &path)?;
+        }
+        let file = Arc::new(PieceFile { path, len });
+        let unpinned = {
+            let mut pins = self.pins.lock();
+            match pins.get_mut(&key.ih).filter(|p| p.in_window(key.piece)) {
+                Some(p) => {
+                    p.pinned.insert(key.piece, file);
+                    None
+                }
+                None => Some(file),
+            }
+        };
+        if let Some(file) = unpinned {
+            self.index.insert(key, file);
+            self.index.run_pending_tasks();
+        }
+        self.counters.stored.fetch_add(1, Ordering::Relaxed);
+        (self.events)(CacheEvent::Stored(key));
+        Ok(())
+    }
+
+    /// Whether the piece is on disk, without touching its recency.
+    pub fn contains(&self, key: Key) -> bool {
+        self.pins
+            .lock()
+            .get(&key.ih)
+            .is_some_and(|p| p.pinned.contains_key(&key.piece))
+            || self.index.contains_key(&key)
+    }
+
+    /// Which of a torrent's pieces are on disk (for the fastresume bitfield).
+    pub fn have_pieces(&self, ih: Ih, num_pieces: u32) -> Vec<bool> {
+        (0..num_pieces)
+            .map(|piece| self.contains(Key { ih, piece }))
+            .collect()
+    }
+
+    fn lookup(&self, key: Key) -> Option<Arc<PieceFile>> {
+        if let Some(f) = self
+            .pins
+            .lock()
+            .get(&key.ih)
+            .and_then(|p| p.pinned.get(&key.piece).cloned())
+        {
+            return Some(f);
+        }
+        self.index.get(&key)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` within a cached piece. `Ok(false)` means the piece is
+    /// not (or no longer) cached. `count` says whether this is a client read (for the hit ratio).
+    pub fn read(&self, key: Key, offset: u64, buf: &mut [u8], count: bool) -> io::Result<bool> {
+        let hit = match self.lookup(key) {
+            Some(f) => match File::open(&f.path) {
+                Ok(file) => {
+                    file.read_exact_at(buf, offset)?;
+                    true
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e),
+            },
+            None => false,
+        };
+        if count {
+            let c = if hit { &self.counters.hits } else { &self.counters.misses };
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(hit)
+    }
+
+    /// Registers a reader's lookahead window (initially empty) and returns its id.
+    pub fn open_window(&self, ih: Ih) -> u64 {
+        let id = self.next_window.fetch_add(1, Ordering::Relaxed);
+        self.pins.lock().entry(ih).or_default().windows.insert(id, 0..0);
+        id
+    }
+
+    /// Moves a reader's window; pieces no window covers any more go to the index.
+    pub fn set_window(&self, ih: Ih, id: u64, window: Range<u32>) {
+        let released = {
+            let mut pins = self.pins.lock();
+            let Some(p) = pins.get_mut(&ih) else { return };
+            if p.windows.get(&id) == Some(&window) {
+                return;
+            }
+            p.windows.insert(id, window);
+            Self::take_unpinned(p)
+        };
+        self.index_released(ih, released);
+    }
+
+    /// Drops a reader's window.
+    pub fn close_window(&self, ih: Ih, id: u64) {
+        let released = {
+            let mut pins = self.pins.lock();
+            let Some(p) = pins.get_mut(&ih) else { return };
+            p.windows.remove(&id);
+            let released = Self::take_unpinned(p);
+            if p.windows.is_empty() && p.pinned.is_empty() {
+                pins.remove(&ih);
+            }
+            released
+        };
+        self.index_released(ih, released);
+    }
+
+    fn take_unpinned(p: &mut Pins) -> Vec<(u32, Arc<PieceFile>)> {
+        let out: Vec<u32> = p
+            .pinned
+            .keys()
+            .copied()
+            .filter(|piece| !p.in_window(*piece))
+            .collect();
+        out.into_iter()
+            .filter_map(|piece| p.pinned.remove(&piece).map(|f| (piece, f)))
+            .collect()
+    }
+
+    fn index_released(&self, ih: Ih, released: Vec<(u32, Arc<PieceFile>)>) {
+        if released.is_empty() {
+            return;
+        }
+        for (piece, f) in released {
+            self.index.insert(Key { ih, piece }, f);
+        }
+        self.index.run_pending_tasks();
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.index.run_pending_tasks();
+        let (pinned_pieces, pinned_bytes) = self
+            .pins
+            .lock()
+            .values()
+            .flat_map(|p| p.pinned.values())
+            .fold((0, 0), |(n, b), f| (n + 1, b + f.len));
+        Usage {
+            capacity: self.capacity,
+            indexed_bytes: self.index.weighted_size(),
+            indexed_pieces: self.index.entry_count(),
+            pinned_bytes,
+            pinned_pieces,
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn parse_ih(s: &str) -> Option<Ih> {
+    let mut ih = [0u8; 20];
+    hex::decode_to_slice(s, &mut ih).ok()?;
+    Some(ih)
+}
+
+fn parse_piece_name(s: &str) -> Option<(u32, u64)> {
+    let (piece, seq) = s.split_once('.')?;
+    Some((piece.parse().ok()?, seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(cache: &PieceCache, name: &str, data: &[u8]) -> PathBuf {
+        let p = cache.staging_root().join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("confluence-cache-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn disk_bytes(dir: &Path) -> u64 {
+        let mut total = 0;
+        for d in std::fs::read_dir(dir.join("pieces")).unwrap() {
+            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+                total += f.unwrap().metadata().unwrap().len();
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn eviction_deletes_files_and_respects_capacity() {
+        let dir = tmpdir("evict");
+        let evicted = Arc::new(Mutex::new(Vec::new()));
+        let ev = evicted.clone();
+        let cache = PieceCache::open(
+            &dir,
+            Some(4 * 1024),
+            Arc::new(move |e| {
+                if let CacheEvent::Evicted(k) = e {
+                    ev.lock().push(k.piece)
+                }
+            }),
+        )
+        .unwrap();
+        let ih = [1u8; 20];
+        for piece in 0..10u32 {
+            let p = stage(&cache, &format!("s{piece}"), &[piece as u8; 1024]);
+            cache.store(Key { ih, piece }, &p, 1024).unwrap();
+            assert!(disk_bytes(&dir) <= 4 * 1024, "disk over capacity after piece {piece}");
+        }
+        let u = cache.usage();
+        assert!(u.indexed_bytes <= 4096);
+        assert!(!evicted.lock().is_empty());
+        // The newest piece is there and reads back.
+        let mut buf = [0u8; 10];
+        assert!(cache.read(Key { ih, piece: 9 }, 5, &mut buf, true).unwrap());
+        assert_eq!(buf, [9u8; 10]);
+        assert!(!cache.read(Key { ih, piece: 0 }, 0, &mut buf, true).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pinned_pieces_survive_until_the_window_passes() {
+        let dir = tmpdir("pin");
+        let cache = PieceCache::open(&dir, Some(2048), Arc::new(|_| {})).unwrap();
+        let ih = [2u8; 20];
+        let w = cache.open_window(ih);
+        cache.set_window(ih, w, 0..8);
+        for piece in 0..8u32 {
+            let p = stage(&cache, &format!("s{piece}"), &[piece as u8; 1024]);
+            cache.store(Key { ih, piece }, &p, 1024).unwrap();
+        }
+        // All eight are held although the capacity is two pieces.
+        assert!((0..8).all(|piece| cache.contains(Key { ih, piece })));
+        assert_eq!(cache.usage().pinned_pieces, 8);
+        // The reader moves on: what it passed becomes evictable.
+        cache.set_window(ih, w, 6..8);
+        assert!(cache.contains(Key { ih, piece: 6 }));
+        assert!(cache.usage().indexed_bytes <= 2048);
+        cache.close_window(ih, w);
+        assert_eq!(cache.usage().pinned_pieces, 0);
+        assert!(disk_bytes(&dir) <= 2048);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rescan_restores_index_and_drops_staging() {
+        let dir = tmpdir("rescan");
+        let ih = [3u8; 20];
+        {
+            let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
+            for piece in 0..3u32 {
+                let p = stage(&cache, &format!("s{piece}"), &[7u8; 100]);
+                cache.store(Key { ih, piece }, &p, 100).unwrap();
+            }
+            stage(&cache, "half-written", &[1u8; 10]);
+        }
+        let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
+        assert_eq!(cache.have_pieces(ih, 4), vec![true, true, true, false]);
+        assert_eq!(std::fs::read_dir(cache.staging_root()).unwrap().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

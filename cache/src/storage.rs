@@ -1,0 +1,278 @@
+//! The librqbit storage adapter: how a live torrent writes into and reads from the piece cache.
+//!
+//! librqbit calls these methods from blocking threads with per-file offsets. Chunks of a piece
+//! being downloaded go to a staging file; once librqbit has verified the piece's hash it calls
+//! `on_piece_completed` and the staging file is moved into the [`PieceCache`]. Reads (hash checks,
+//! uploads to peers) look in staging first, then in the cache.
+//!
+//! Two rules from librqbit's internals shape this file:
+//! - a failed write puts the torrent in an error state, so writes never fail: an I/O error is
+//!   logged and swallowed, and the piece then fails its hash check and is downloaded again;
+//! - during the initial check a missing piece must read as zeros (an error would mark the rest of
+//!   the file broken); once live, a missing piece is an error (librqbit only reads pieces it
+//!   believes it has, so this happens for an evicted piece: the uploading peer is dropped).
+
+use std::{
+    any::TypeId,
+    collections::HashMap,
+    fs::{File, OpenOptions},
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
+
+use librqbit::{
+    storage::{
+        filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactory,
+        StorageFactoryExt, TorrentStorage,
+    },
+    ManagedTorrentShared, TorrentMetadata,
+};
+use librqbit_core::lengths::ValidPieceIndex;
+use parking_lot::Mutex;
+use tracing::warn;
+
+use crate::index::{Ih, Key, PieceCache};
+
+/// Creates a [`CacheStorage`] for each torrent librqbit adds.
+#[derive(Clone)]
+pub struct CacheStorageFactory {
+    cache: Arc<PieceCache>,
+}
+
+impl CacheStorageFactory {
+    pub fn new(cache: Arc<PieceCache>) -> Self {
+        Self { cache }
+    }
+}
+
+static INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+impl StorageFactory for CacheStorageFactory {
+    type Storage = CacheStorage;
+
+    fn create(
+        &self,
+        shared: &ManagedTorrentShared,
+        metadata: &TorrentMetadata,
+    ) -> anyhow::Result<CacheStorage> {
+        let ih = shared.info_hash.0;
+        let lengths = metadata.lengths();
+        // Each instance stages into its own directory: when a torrent is re-added while the old
+        // instance still finishes a write, the two never share a staging file.
+        let staging = self.cache.staging_root().join(format!(
+            "{}-{}",
+            hex::encode(ih),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        Ok(CacheStorage {
+            inner: Arc::new(Inner {
+                cache: self.cache.clone(),
+                ih,
+                piece_len: u64::from(lengths.default_piece_length()),
+                total_len: lengths.total_length(),
+                file_offsets: metadata
+                    .file_infos
+                    .iter()
+                    .map(|f| f.offset_in_torrent)
+                    .collect(),
+                staging_dir: staging,
+                staging: Mutex::new(HashMap::new()),
+            }),
+            checking: true,
+        })
+    }
+
+    /// librqbit's JSON session persistence (which is what gives us fastresume bitfields) only
+    /// accepts filesystem storage; it asks through this method and nothing else does. Our pieces
+    /// are files on disk too, and the bitfield we give it is written from the cache index.
+    fn is_type_id(&self, type_id: TypeId) -> bool {
+        type_id == TypeId::of::<FilesystemStorageFactory>() || type_id == TypeId::of::<Self>()
+    }
+
+    fn clone_box(&self) -> BoxStorageFactory {
+        self.clone().boxed()
+    }
+}
+
+struct Inner {
+    cache: Arc<PieceCache>,
+    ih: Ih,
+    piece_len: u64,
+    total_len: u64,
+    file_offsets: Vec<u64>,
+    staging_dir: PathBuf,
+    staging: Mutex<HashMap<u32, Arc<File>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.staging_dir);
+    }
+}
+
+/// One torrent's view of the piece cache (see the module doc).
+pub struct CacheStorage {
+    inner: Arc<Inner>,
+    /// True until librqbit's initial check ends (it then calls `take`).
+    checking: bool,
+}
+
+impl Inner {
+    /// Splits a per-file range into (piece, offset in piece, offset in buf, len) segments.
+    fn segments(
+        &self,
+        file_id: usize,
+        offset: u64,
+        len: usize,
+    ) -> anyhow::Result<Vec<(u32, u64, usize, usize)>> {
+        let base = *self
+            .file_offsets
+            .get(file_id)
+            .ok_or_else(|| anyhow::anyhow!("no file {file_id}"))?;
+        let mut abs = base
+            .checked_add(offset)
+            .filter(|a| a.saturating_add(len as u64) <= self.total_len)
+            .ok_or_else(|| anyhow::anyhow!("range past the end of the torrent"))?;
+        let mut out = Vec::with_capacity(1);
+        let mut done = 0usize;
+        while done < len {
+            let piece = abs / self.piece_len;
+            let in_piece = abs % self.piece_len;
+            let n = ((self.piece_len - in_piece) as usize).min(len - done);
+            out.push((u32::try_from(piece)?, in_piece, done, n));
+            done += n;
+            abs += n as u64;
+        }
+        Ok(out)
+    }
+
+    fn staged_path(&self, piece: u32) -> PathBuf {
+        self.staging_dir.join(piece.to_string())
+    }
+
+    fn staging_file(&self, piece: u32, create: bool) -> std::io::Result<Option<Arc<File>>> {
+        let mut staging = self.staging.lock();
+        if let Some(f) = staging.get(&piece) {
+            return Ok(Some(f.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let path = self.staged_path(piece);
+        let f = match OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.staging_dir)?;
+                OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let f = Arc::new(f);
+        staging.insert(piece, f.clone());
+        Ok(Some(f))
+    }
+}
+
+/// Reads as much as the file has at `offset` and zero-fills the rest: a short staging file only
+/// means a write was lost, and the hash check then rejects the piece.
+fn read_or_zero(f: &File, offset: u64, buf: &mut [u8]) {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    buf[done..].fill(0);
+}
+
+impl TorrentStorage for CacheStorage {
+    fn init(&mut self, _: &ManagedTorrentShared, _: &TorrentMetadata) -> anyhow::Result<()> {
+        let _ = std::fs::remove_dir_all(&self.inner.staging_dir);
+        std::fs::create_dir_all(&self.inner.staging_dir)?;
+        Ok(())
+    }
+
+    fn pread_exact(&self, file_id: usize, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        for (piece, in_piece, at, n) in inner.segments(file_id, offset, buf.len())? {
+            let out = &mut buf[at..at + n];
+            if let Some(f) = inner.staging_file(piece, false)? {
+                read_or_zero(&f, in_piece, out);
+                continue;
+            }
+            if inner.cache.read(Key { ih: inner.ih, piece }, in_piece, out, false)? {
+                continue;
+            }
+            if self.checking {
+                out.fill(0);
+            } else {
+                anyhow::bail!("piece {piece} is not in the cache (evicted)");
+            }
+        }
+        Ok(())
+    }
+
+    fn pwrite_all(&self, file_id: usize, offset: u64, buf: &[u8]) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let segments = match inner.segments(file_id, offset, buf.len()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("dropping a write librqbit should not have made: {e:#}");
+                return Ok(());
+            }
+        };
+        for (piece, in_piece, at, n) in segments {
+            let res = inner
+                .staging_file(piece, true)
+                .and_then(|f| match f {
+                    Some(f) => f.write_all_at(&buf[at..at + n], in_piece),
+                    None => Ok(()),
+                });
+            if let Err(e) = res {
+                // Never fail a write (see the module doc): the piece will fail its hash check.
+                warn!(piece, "cannot write to the staging area: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, _: usize, _: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn remove_directory_if_empty(&self, _: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn ensure_file_length(&self, _: usize, _: u64) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn take(&self) -> anyhow::Result<Box<dyn TorrentStorage>> {
+        Ok(Box::new(CacheStorage {
+            inner: self.inner.clone(),
+            checking: false,
+        }))
+    }
+
+    fn on_piece_completed(&self, piece: ValidPieceIndex) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let piece = piece.get();
+        let Some(_file) = inner.staging.lock().remove(&piece) else {
+            return Ok(());
+        };
+        let len = inner
+            .piece_len
+            .min(inner.total_len - u64::from(piece) * inner.piece_len);
+        let key = Key { ih: inner.ih, piece };
+        if let Err(e) = inner.cache.store(key, &inner.staged_path(piece), len) {
+            warn!(piece, "cannot move a verified piece into the cache: {e}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,395 @@
+//! The torrent engine: one librqbit session, the torrents requests name, their references and
+//! grace periods, and the piece events everything else listens to.
+//!
+//! The engine and librqbit run on their own multi-thread tokio runtime (librqbit uses
+//! `block_in_place`, which panics on actix's current-thread workers). Front doors call in through
+//! [`Engine::runtime`]: HTTP handlers spawn there and stream back over channels, FUSE threads
+//! `block_on` it.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+};
+
+use anyhow::Context;
+use librqbit::{
+    Api, ConnectionOptions, DhtSessionConfig, ListenerMode, ListenerOptions, Session,
+    SessionOptions, SessionPersistenceConfig,
+};
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use crate::{
+    backend::Backend,
+    config::Config,
+    ident::InfoHash,
+    metainfo::{parse_info, parse_metainfo},
+    store::MetaStore,
+    torrent::{Torrent, TorrentRef},
+};
+
+/// A change in a piece's state, for `/events` and for readers waiting on a piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceEvent {
+    pub ih: InfoHash,
+    pub piece: u32,
+    pub kind: PieceEventKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PieceEventKind {
+    /// A reader started waiting for the piece (its priority was raised).
+    Wanted,
+    /// The piece was verified and stored.
+    Complete,
+    /// The cache evicted the piece.
+    Evicted,
+}
+
+/// Counters for `/status` and `/metrics`.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub open_readers: AtomicUsize,
+    pub bytes_served: AtomicU64,
+    pub repairs: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) session: Arc<Session>,
+    pub(crate) api: Api,
+    pub(crate) store: MetaStore,
+    pub(crate) storage: Backend,
+    pub(crate) events: broadcast::Sender<PieceEvent>,
+    pub(crate) stats: Stats,
+    torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
+    pub(crate) rt: tokio::runtime::Handle,
+    listen_addr: SocketAddr,
+}
+
+/// The torrent core shared by the HTTP and FUSE front doors (see the module doc).
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Why a posted metainfo was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// The body is not bencode (→ 400 `error decoding body: …`).
+    #[error("error decoding body: {0}")]
+    Decode(String),
+    /// The info dict is not a valid torrent (→ 400 `error putting metainfo: …`).
+    #[error("error putting metainfo: {0}")]
+    Info(String),
+}
+
+/// Picks the concrete listen address: the port of `:0` is chosen now, because librqbit must be
+/// told the port to announce (on loopback it would otherwise announce none).
+fn concrete_listen_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = std::net::TcpListener::bind(addr).context("choosing a peer port")?;
+    Ok(l.local_addr()?)
+}
+
+impl Engine {
+    /// Starts the session. Must be called on the engine's multi-thread runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Engine> {
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("creating data dir {}", data.display()))?;
+        let store = MetaStore::open(&data.join("torrents")).context("opening the metainfo store")?;
+        let session_dir = data.join("session");
+        std::fs::create_dir_all(&session_dir)?;
+        // The daemon owns the torrent list: librqbit must not restore its own at start-up.
+        let _ = std::fs::remove_file(session_dir.join("session.json"));
+
+        let (events, _) = broadcast::channel(16 * 1024);
+        let storage = match &config.file_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating -fileDir {}", dir.display()))?;
+                Backend::Files {
+                    dir: dir.clone(),
+                    session_dir: session_dir.clone(),
+                }
+            }
+            None => {
+                let tx = events.clone();
+                let sink: confluence_cache::EventSink = Arc::new(move |e| {
+                    let (key, kind) = match e {
+                        confluence_cache::CacheEvent::Stored(k) => (k, PieceEventKind::Complete),
+                        confluence_cache::CacheEvent::Evicted(k) => (k, PieceEventKind::Evicted),
+                    };
+                    let _ = tx.send(PieceEvent {
+                        ih: InfoHash(key.ih),
+                        piece: key.piece,
+                        kind,
+                    });
+                });
+                let cache = confluence_cache::PieceCache::open(&data.join("cache"), config.cache_capacity, sink)
+                    .context("opening the piece cache")?;
+                let scratch_dir = data.join("scratch");
+                let _ = std::fs::remove_dir_all(&scratch_dir);
+                Backend::Cache {
+                    cache,
+                    session_dir: session_dir.clone(),
+                    scratch_dir,
+                }
+            }
+        };
+        let tx = events.clone();
+        let factory = storage.factory(Arc::new(move |ih, piece| {
+            let _ = tx.send(PieceEvent {
+                ih: InfoHash(ih),
+                piece,
+                kind: PieceEventKind::Complete,
+            });
+        }));
+
+        let listen_addr = concrete_listen_addr(config.torrent_addr)?;
+        let mode = match (config.tcp_peers, config.utp_peers) {
+            (true, true) => ListenerMode::TcpAndUtp,
+            (true, false) => ListenerMode::TcpOnly,
+            (false, true) => ListenerMode::UtpOnly,
+            (false, false) => anyhow::bail!("-tcpPeers=false and -utpPeers=false leave no way to reach peers"),
+        };
+        let opts = SessionOptions {
+            dht: config.dht.then(|| DhtSessionConfig {
+                bootstrap_addrs: config.dht_bootstrap.clone(),
+                port: Some(listen_addr.port()),
+                persistence: None,
+            }),
+            listen: Some(ListenerOptions {
+                mode,
+                listen_addr,
+                enable_upnp_port_forwarding: config.upnp_port_forwarding,
+                announce_port: Some(listen_addr.port()),
+                ipv4_only: listen_addr.is_ipv4(),
+                ..Default::default()
+            }),
+            connect: Some(ConnectionOptions {
+                enable_tcp: config.tcp_peers,
+                ..Default::default()
+            }),
+            persistence: Some(SessionPersistenceConfig::Json {
+                folder: Some(session_dir),
+            }),
+            fastresume: true,
+            default_storage_factory: Some(factory),
+            disable_local_service_discovery: true,
+            // Each librqbit FileStream holds a permit of this semaphore for its whole life, and
+            // chunk writes need one too: a small value deadlocks with many open readers.
+            runtime_worker_threads: Some(1024),
+            disable_trackers: config.disable_trackers,
+            ipv4_only: listen_addr.is_ipv4(),
+            ..Default::default()
+        };
+        let session = Session::new_with_opts(data.join("scratch"), opts)
+            .await
+            .context("starting the torrent session")?;
+        let api = Api::new(session.clone(), None);
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                session,
+                api,
+                store,
+                storage,
+                events,
+                stats: Stats::default(),
+                torrents: Mutex::new(HashMap::new()),
+                rt: tokio::runtime::Handle::current(),
+                listen_addr,
+            }),
+        })
+    }
+
+    /// The runtime the engine (and librqbit) runs on.
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.inner.rt.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The peer listen address (with the port actually used).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.inner.listen_addr
+    }
+
+    pub fn cache_usage(&self) -> Option<confluence_cache::Usage> {
+        self.inner.storage.cache().map(|c| c.usage())
+    }
+
+    pub fn session(&self) -> &Arc<Session> {
+        &self.inner.session
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<PieceEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// A reference on the torrent `ih`, creating it (and starting to resolve its metadata) if
+    /// needed. `trackers` (from a magnet) are merged into tier 0. Must run inside the runtime.
+    pub fn acquire(&self, ih: InfoHash, trackers: &[String]) -> TorrentRef {
+        let _rt = self.inner.rt.enter();
+        self.inner.acquire(ih, trackers)
+    }
+
+    /// The torrents in memory (live, or held by a reference), sorted.
+    pub fn torrents(&self) -> Vec<Arc<Torrent>> {
+        let mut v: Vec<_> = self.inner.torrents.lock().values().cloned().collect();
+        v.sort_by_key(|t| t.ih);
+        v
+    }
+
+    /// Every torrent the daemon knows: in memory or with stored metainfo.
+    pub fn known(&self) -> Vec<InfoHash> {
+        let mut v = self.inner.store.list();
+        v.extend(self.inner.torrents.lock().keys().copied());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// `POST /metainfo`: the infohash is the SHA-1 of the raw info; its trackers are merged.
+    pub fn post_metainfo(&self, body: &[u8]) -> Result<(InfoHash, TorrentRef), PostError> {
+        let m = parse_metainfo(body).map_err(|e| PostError::Decode(e.to_string()))?;
+        let info_bytes = m.info_bytes.clone().unwrap_or_default();
+        let ih = InfoHash::from_sha1_of(&info_bytes);
+        let info = match &m.info_bytes {
+            Some(b) => Some(Arc::new(
+                parse_info(b).map_err(|e| PostError::Info(format!("unmarshalling info bytes: {e}")))?,
+            )),
+            None => None,
+        };
+        let _rt = self.inner.rt.enter();
+        let tref = self.inner.acquire(ih, &[]);
+        let mut changed = tref.merge_trackers(&m.announce_list);
+        if let Some(info) = info {
+            if tref.info().is_none() {
+                if let Some(d) = m.creation_date {
+                    *tref.creation_date.lock() = Some(d);
+                }
+                tref.set_info(info);
+                tref.stop_resolver();
+                changed = true;
+            }
+        }
+        if changed {
+            if let Some(meta) = tref.metainfo() {
+                if let Err(e) = self.inner.store.save(&ih, &meta) {
+                    warn!(%ih, "cannot store metainfo: {e}");
+                }
+            }
+            // librqbit cannot add trackers to a live torrent: re-add it with them.
+            if let Some(live) = tref.live_now() {
+                let t = tref.clone();
+                self.inner.rt.spawn(async move {
+                    if let Err(e) = t.repair(live.generation).await {
+                        warn!(ih = %t.ih, "re-adding with new trackers: {e:#}");
+                    }
+                });
+            }
+        }
+        Ok((ih, tref))
+    }
+
+    /// Stops the session (torrents pause; cached data stays).
+    pub async fn shutdown(&self) {
+        self.inner.session.stop().await;
+    }
+}
+
+impl Inner {
+    fn acquire(self: &Arc<Self>, ih: InfoHash, trackers: &[String]) -> TorrentRef {
+        let (t, created) = {
+            let mut map = self.torrents.lock();
+            let mut created = false;
+            let t = map
+                .entry(ih)
+                .or_insert_with(|| {
+                    created = true;
+                    Arc::new(Torrent::new(ih, Arc::downgrade(self)))
+                })
+                .clone();
+            t.refs.fetch_add(1, Ordering::SeqCst);
+            (t, created)
+        };
+        let tref = TorrentRef::new(t.clone());
+        if created {
+            self.load_stored(&t);
+        }
+        if !trackers.is_empty() && t.merge_trackers(&[trackers.to_vec()]) {
+            if let Some(live) = t.live_now() {
+                let t = t.clone();
+                self.rt.spawn(async move {
+                    let _ = t.repair(live.generation).await;
+                });
+            }
+        }
+        if t.info().is_none() {
+            t.start_resolver();
+        }
+        tref
+    }
+
+    /// A new torrent starts from its stored metainfo, if any, plus one `-implicitTracker` tier.
+    fn load_stored(&self, t: &Torrent) {
+        if let Some(m) = self.store.load(&t.ih) {
+            if !self.config.override_trackers {
+                t.merge_trackers(&m.announce_list);
+            }
+            *t.creation_date.lock() = m.creation_date;
+            if let Some(b) = &m.info_bytes {
+                if let Err(e) = t.set_info_bytes(b) {
+                    warn!(ih = %t.ih, "stored metainfo is unusable: {e:#}");
+                }
+            }
+        }
+        if !self.config.implicit_trackers.is_empty() {
+            let mut tiers = t.trackers();
+            tiers.push(self.config.implicit_trackers.clone());
+            t.merge_trackers(&tiers);
+        }
+    }
+
+    /// Called when a reference drops: after the grace period, release it; the last release
+    /// takes the torrent out of the session (unless `-expireTorrents=false`).
+    pub(crate) fn release_later(self: &Arc<Self>, t: Arc<Torrent>) {
+        let grace = self.config.torrent_grace;
+        let this = self.clone();
+        let release = async move {
+            if !grace.is_zero() {
+                tokio::time::sleep(grace).await;
+            }
+            let last = t.refs.fetch_sub(1, Ordering::SeqCst) == 1;
+            if !last || !this.config.expire_torrents {
+                return;
+            }
+            debug!(ih = %t.ih, "last reference released");
+            t.leave_session().await;
+            let mut map = this.torrents.lock();
+            if t.refs.load(Ordering::SeqCst) == 0
+                && map.get(&t.ih).is_some_and(|cur| Arc::ptr_eq(cur, &t))
+            {
+                map.remove(&t.ih);
+                info!(ih = %t.ih, "torrent dropped");
+            }
+        };
+        self.rt.spawn(release);
+    }
+}

@@ -1,0 +1,19 @@
+//! The torrent core: one librqbit session, torrents added on demand and dropped after a grace
+//! period, metainfo kept on disk, and the "wait for these bytes" read path that the HTTP and FUSE
+//! front doors share.
+
+mod backend;
+pub mod bencode;
+mod config;
+mod engine;
+mod hooked;
+pub mod ident;
+pub mod metainfo;
+mod reader;
+mod store;
+mod torrent;
+
+pub use config::Config;
+pub use engine::{Engine, PieceEvent, PieceEventKind, PostError, Stats};
+pub use reader::{BodyPart, Reader, Selection, CHUNK, STREAM_WINDOW};
+pub use torrent::{Live, Torrent, TorrentRef};

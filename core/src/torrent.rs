@@ -1,0 +1,382 @@
+//! One torrent as the daemon sees it: its metadata (once known), its trackers, the requests that
+//! hold it, and its presence in the librqbit session.
+//!
+//! A torrent is *known* as soon as a request names it and *live* while librqbit has it. Going
+//! live (an add), re-adding after the cache dropped a piece librqbit believes it has (a repair)
+//! and leaving the session all run under one async mutex per torrent, so concurrent requests
+//! share one add and never race a removal.
+
+use std::{
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Weak,
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use librqbit::{AddTorrent, AddTorrentOptions};
+
+/// librqbit's handle of a torrent in its session.
+pub type ManagedTorrentHandle = Arc<librqbit::ManagedTorrent>;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::{
+    engine::Inner,
+    ident::InfoHash,
+    metainfo::{build_torrent, parse_info, Info, Metainfo},
+};
+
+/// The librqbit handle of a live torrent and its generation: every (re-)add is a new
+/// generation, and a reader's stream belongs to the generation it was opened on.
+#[derive(Clone)]
+pub struct Live {
+    pub generation: u64,
+    pub handle: ManagedTorrentHandle,
+}
+
+/// A torrent known to the daemon (see the module doc).
+pub struct Torrent {
+    pub ih: InfoHash,
+    pub(crate) engine: Weak<Inner>,
+    info: watch::Sender<Option<Arc<Info>>>,
+    /// Announce tiers used when the torrent is (re-)added.
+    trackers: Mutex<Vec<Vec<String>>>,
+    /// Held references (requests, open files). Changed under the engine's torrent map lock.
+    pub(crate) refs: AtomicUsize,
+    live: tokio::sync::Mutex<Option<Live>>,
+    generation: AtomicU64,
+    resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The creation date of the metainfo, when known (FUSE mtime).
+    pub creation_date: Mutex<Option<i64>>,
+}
+
+/// A reference on a torrent: while one exists the torrent stays; the last one's drop starts the
+/// grace period after which the torrent leaves the session.
+pub struct TorrentRef {
+    torrent: Arc<Torrent>,
+}
+
+impl std::ops::Deref for TorrentRef {
+    type Target = Arc<Torrent>;
+    fn deref(&self) -> &Arc<Torrent> {
+        &self.torrent
+    }
+}
+
+impl Clone for TorrentRef {
+    fn clone(&self) -> Self {
+        self.torrent.refs.fetch_add(1, Ordering::SeqCst);
+        Self {
+            torrent: self.torrent.clone(),
+        }
+    }
+}
+
+impl Drop for TorrentRef {
+    fn drop(&mut self) {
+        if let Some(engine) = self.torrent.engine.upgrade() {
+            engine.release_later(self.torrent.clone());
+        } else {
+            self.torrent.refs.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl TorrentRef {
+    /// Only the engine creates references (it counts them under its lock).
+    pub(crate) fn new(torrent: Arc<Torrent>) -> Self {
+        Self { torrent }
+    }
+}
+
+fn merge_tiers(into: &mut Vec<Vec<String>>, tiers: &[Vec<String>]) -> bool {
+    let mut changed = false;
+    for (i, tier) in tiers.iter().enumerate() {
+        if into.len() <= i {
+            into.push(Vec::new());
+        }
+        for url in tier {
+            if !into[i].contains(url) {
+                into[i].push(url.clone());
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+impl Torrent {
+    pub(crate) fn new(ih: InfoHash, engine: Weak<Inner>) -> Self {
+        Self {
+            ih,
+            engine,
+            info: watch::channel(None).0,
+            trackers: Mutex::new(Vec::new()),
+            refs: AtomicUsize::new(0),
+            live: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            resolver: Mutex::new(None),
+            creation_date: Mutex::new(None),
+        }
+    }
+
+    fn engine(&self) -> anyhow::Result<Arc<Inner>> {
+        self.engine.upgrade().context("the daemon is shutting down")
+    }
+
+    /// The metadata, if known.
+    pub fn info(&self) -> Option<Arc<Info>> {
+        self.info.borrow().clone()
+    }
+
+    /// Waits until the metadata is known (from the store, a POST, or peers). Cancel by dropping.
+    pub async fn wait_info(&self) -> Arc<Info> {
+        let mut rx = self.info.subscribe();
+        loop {
+            if let Some(i) = rx.borrow_and_update().clone() {
+                return i;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives as long as self, which we borrow: unreachable in practice.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    pub fn trackers(&self) -> Vec<Vec<String>> {
+        self.trackers.lock().clone()
+    }
+
+    /// Merges announce tiers by index (the original's rule). Returns whether anything was new.
+    pub(crate) fn merge_trackers(&self, tiers: &[Vec<String>]) -> bool {
+        merge_tiers(&mut self.trackers.lock(), tiers)
+    }
+
+    /// Sets the metadata once (later calls with the same infohash are no-ops).
+    pub(crate) fn set_info(&self, info: Arc<Info>) {
+        self.info.send_if_modified(|cur| {
+            if cur.is_none() {
+                *cur = Some(info);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Parses and sets raw info bytes; they must hash to this torrent's infohash.
+    pub(crate) fn set_info_bytes(&self, info_bytes: &[u8]) -> anyhow::Result<Arc<Info>> {
+        if let Some(i) = self.info() {
+            return Ok(i);
+        }
+        let info = Arc::new(parse_info(info_bytes).context("unmarshalling info bytes")?);
+        anyhow::ensure!(info.info_hash == self.ih, "info does not match the infohash");
+        self.set_info(info.clone());
+        Ok(info)
+    }
+
+    /// The metainfo to store and to hand librqbit: info plus current trackers.
+    pub fn metainfo(&self) -> Option<Metainfo> {
+        let info = self.info()?;
+        Some(Metainfo {
+            info_bytes: Some(info.info_bytes.clone()),
+            announce_list: self.trackers(),
+            url_list: Vec::new(),
+            nodes: Vec::new(),
+            creation_date: *self.creation_date.lock(),
+            comment: None,
+            created_by: None,
+        })
+    }
+
+    /// The current live handle without waiting, if any.
+    pub fn live_now(&self) -> Option<Live> {
+        self.live.try_lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Starts resolving the metadata from peers in the background (for a torrent whose info is
+    /// not stored). Retries with back-off while the torrent is known, until the info is known.
+    pub(crate) fn start_resolver(self: &Arc<Self>) {
+        let mut slot = self.resolver.lock();
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) || self.info().is_some() {
+            return;
+        }
+        let Ok(engine) = self.engine() else { return };
+        let this = Arc::downgrade(self);
+        *slot = Some(engine.rt.spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                let Some(t) = this.upgrade() else { return };
+                if t.info().is_some() {
+                    return;
+                }
+                match t.live().await {
+                    Ok(_) => return,
+                    Err(e) => debug!(ih = %t.ih, "resolving metadata failed, will retry: {e:#}"),
+                }
+                drop(t);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }));
+    }
+
+    /// Stops a background resolve (its add may be waiting for metadata that a POST just gave).
+    pub(crate) fn stop_resolver(&self) {
+        if let Some(h) = self.resolver.lock().take() {
+            h.abort();
+        }
+    }
+
+    /// The live torrent, adding it to the session first if needed (single flight).
+    pub async fn live(&self) -> anyhow::Result<Live> {
+        let mut guard = self.live.lock().await;
+        if let Some(l) = guard.as_ref() {
+            if !is_errored(&l.handle) {
+                return Ok(l.clone());
+            }
+            warn!(ih = %self.ih, "torrent is in an error state; re-adding it");
+            self.remove_from_session(guard.take()).await;
+        }
+        let handle = self.add().await?;
+        let live = Live {
+            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
+            handle,
+        };
+        *guard = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Re-adds the torrent so librqbit forgets pieces the cache no longer has. Only the first
+    /// caller for a given generation does the work; the others get the new generation.
+    pub async fn repair(&self, stale_generation: u64) -> anyhow::Result<Live> {
+        let mut guard = self.live.lock().await;
+        if let Some(l) = guard.as_ref() {
+            if l.generation != stale_generation {
+                return Ok(l.clone());
+            }
+        }
+        info!(ih = %self.ih, "re-adding torrent: the cache dropped pieces librqbit still claims");
+        self.remove_from_session(guard.take()).await;
+        let handle = self.add().await?;
+        let live = Live {
+            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
+            handle,
+        };
+        *guard = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Takes the torrent out of the session (its data stays in the cache).
+    pub(crate) async fn leave_session(&self) {
+        self.stop_resolver();
+        let mut guard = self.live.lock().await;
+        if self.refs.load(Ordering::SeqCst) > 0 {
+            return; // Asked for again during the grace period's end.
+        }
+        self.remove_from_session(guard.take()).await;
+        if let Ok(engine) = self.engine() {
+            engine.storage.forget(&self.ih, self.info().as_deref());
+        }
+    }
+
+    async fn remove_from_session(&self, _live: Option<Live>) {
+        let Ok(engine) = self.engine() else { return };
+        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(self.ih.0));
+        if engine.session.get(id).is_some() {
+            if let Err(e) = engine.session.delete(id, false).await {
+                warn!(ih = %self.ih, "removing torrent from the session: {e:#}");
+            }
+        }
+    }
+
+    /// Adds the torrent to librqbit: from its metainfo when known (with a fastresume bitfield
+    /// written from the cache, so nothing is re-hashed), else from a magnet (peers supply it).
+    async fn add(&self) -> anyhow::Result<ManagedTorrentHandle> {
+        let engine = self.engine()?;
+        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(self.ih.0));
+        if let Some(h) = engine.session.get(id) {
+            // A resolver that was stopped after librqbit registered the torrent.
+            h.wait_until_initialized().await?;
+            self.adopt_metadata(&engine, &h);
+            return Ok(h);
+        }
+        let opts = AddTorrentOptions {
+            only_files: Some(vec![]),
+            overwrite: true,
+            output_folder: Some(engine.storage.output_folder(&self.ih, self.info().as_deref())),
+            disable_trackers: engine.config.disable_trackers,
+            ..Default::default()
+        };
+        let add = match self.metainfo() {
+            Some(m) => {
+                engine.storage.prepare_add(&self.ih, self.info().as_deref());
+                AddTorrent::from_bytes(build_torrent(&m))
+            }
+            None => {
+                engine.storage.prepare_add(&self.ih, None);
+                AddTorrent::from_url(self.magnet())
+            }
+        };
+        let resp = engine
+            .session
+            .add_torrent(add, Some(opts))
+            .await
+            .context("adding the torrent to the session")?;
+        let handle = resp
+            .into_handle()
+            .context("librqbit returned no handle")?;
+        handle.wait_until_initialized().await?;
+        self.adopt_metadata(&engine, &handle);
+        Ok(handle)
+    }
+
+    /// After a magnet add: keep the metadata peers gave and store it.
+    fn adopt_metadata(&self, engine: &Inner, handle: &ManagedTorrentHandle) {
+        if self.info().is_some() {
+            return;
+        }
+        let Some(meta) = handle.metadata.load_full() else { return };
+        match self.set_info_bytes(&meta.info_bytes) {
+            Ok(_) => {
+                if let Some(m) = self.metainfo() {
+                    if let Err(e) = engine.store.save(&self.ih, &m) {
+                        warn!(ih = %self.ih, "cannot store metainfo: {e}");
+                    }
+                }
+            }
+            Err(e) => warn!(ih = %self.ih, "metadata from peers rejected: {e:#}"),
+        }
+    }
+
+    fn magnet(&self) -> String {
+        let mut m = format!("magnet:?xt=urn:btih:{}", self.ih);
+        for tier in self.trackers() {
+            for tr in tier {
+                m.push_str("&tr=");
+                m.push_str(&percent_encoding::utf8_percent_encode(&tr, percent_encoding::NON_ALPHANUMERIC).to_string());
+            }
+        }
+        m
+    }
+}
+
+fn is_errored(h: &ManagedTorrentHandle) -> bool {
+    h.with_state(|s| matches!(s, librqbit::ManagedTorrentState::Error(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_tiers;
+
+    #[test]
+    fn tiers_merge_by_index() {
+        let mut t = vec![vec!["a".to_string()]];
+        assert!(merge_tiers(&mut t, &[vec!["a".into(), "b".into()], vec!["c".into()]]));
+        assert_eq!(t, vec![vec!["a".to_string(), "b".into()], vec!["c".into()]]);
+        assert!(!merge_tiers(&mut t, &[vec!["b".into()]]));
+    }
+}

@@ -1,0 +1,91 @@
+//! `/info`, `/metainfo` (GET and POST) and `/health`.
+
+use actix_web::{
+    http::{header, Method, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
+use confluence_core::{
+    ident,
+    metainfo::{build_torrent, to_json},
+    Engine, PostError, TorrentRef,
+};
+
+use crate::{
+    error::{text_response, HttpError},
+    query::Query,
+};
+
+/// Resolves `ih=`/`magnet=` and takes a reference on the torrent.
+fn torrent_of(req: &HttpRequest, engine: &Engine) -> Result<(TorrentRef, Query), HttpError> {
+    let q = Query::parse(req.query_string());
+    let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
+        .map_err(|e| HttpError::bad_request(e.http_message()))?;
+    Ok((engine.acquire(ih, &trackers), q))
+}
+
+fn not_ready() -> HttpResponse {
+    text_response(StatusCode::ACCEPTED, "info not ready")
+}
+
+/// `GET /info`: the raw bencoded info dict (its SHA-1 is the infohash).
+pub async fn info(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, HttpError> {
+    let (t, q) = torrent_of(&req, &engine)?;
+    if q.flag("nowait") && t.info().is_none() {
+        return Ok(not_ready());
+    }
+    let info = t.wait_info().await;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .body(info.info_bytes.clone()))
+}
+
+/// `/metainfo`: POST stores a metainfo; every other method returns one.
+pub async fn metainfo(
+    req: HttpRequest,
+    body: web::Bytes,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, HttpError> {
+    if req.method() == Method::POST {
+        return post_metainfo(&engine, &body);
+    }
+    let (t, q) = torrent_of(&req, &engine)?;
+    if q.flag("nowait") && t.info().is_none() {
+        return Ok(not_ready());
+    }
+    t.wait_info().await;
+    let mut m = t.metainfo().expect("info is known");
+    m.creation_date = Some(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    );
+    m.comment = Some("dynamic metainfo from client".into());
+    m.created_by = Some("https://github.com/anacrolix/torrent".into());
+    let json = req
+        .headers()
+        .get(header::ACCEPT)
+        .is_some_and(|a| a.as_bytes() == b"application/json");
+    Ok(if json {
+        HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .body(format!("{}\n", to_json(&m)))
+    } else {
+        HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/x-bittorrent"))
+            .body(build_torrent(&m))
+    })
+}
+
+fn post_metainfo(engine: &Engine, body: &[u8]) -> Result<HttpResponse, HttpError> {
+    match engine.post_metainfo(body) {
+        Ok((ih, _t)) => Ok(text_response(StatusCode::OK, &ih.to_string())),
+        Err(e @ PostError::Decode(_)) | Err(e @ PostError::Info(_)) => {
+            Err(HttpError::bad_request(e.to_string()))
+        }
+    }
+}
+
+/// `/health`: 200, empty, any method.
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}

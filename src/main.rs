@@ -1,0 +1,141 @@
+//! `confluence`: a torrent client as an HTTP service (and an optional FUSE mount).
+//!
+//! This file only wires things together: flags → core config, the engine on its own runtime,
+//! the HTTP server on actix's, and signals to stop both.
+
+mod flags;
+
+use std::{
+    net::{SocketAddr, TcpListener, ToSocketAddrs},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context;
+use confluence_core::{Config, Engine};
+use tracing::{error, info, warn};
+
+/// Resolves a Go-style listen address (`localhost:8080`, `:8080`, `[::1]:0`), preferring IPv4
+/// as Go's `net.Listen` does for a host name.
+fn listen_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    let s = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .with_context(|| format!("bad address {s:?}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .with_context(|| format!("{s:?} resolves to no address"))
+}
+
+/// The peer address: `:42069` means every interface, IPv4 and IPv6.
+fn torrent_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    match s.strip_prefix(':') {
+        Some(port) => Ok(SocketAddr::from((
+            std::net::Ipv6Addr::UNSPECIFIED,
+            port.parse::<u16>().with_context(|| format!("bad port in {s:?}"))?,
+        ))),
+        None => listen_addr(s),
+    }
+}
+
+fn config(f: &flags::Flags) -> anyhow::Result<Config> {
+    let mut c = Config::new(f.data_dir.clone());
+    c.torrent_addr = torrent_addr(&f.torrent_addr).context("-torrentAddr")?;
+    c.dht = f.dht;
+    c.dht_bootstrap = f.dht_bootstrap.clone();
+    c.torrent_grace = f.torrent_grace;
+    c.expire_torrents = f.expire_torrents;
+    c.cache_capacity = (!f.unlimited_cache).then_some(f.cache_capacity);
+    c.file_dir = f.file_dir.clone();
+    c.disable_trackers = f.disable_trackers;
+    c.implicit_trackers = f.implicit_tracker.clone();
+    c.override_trackers = f.override_trackers;
+    c.seed = f.seed;
+    c.tcp_peers = f.tcp_peers;
+    c.utp_peers = f.utp_peers;
+    c.upnp_port_forwarding = f.upnp_port_forwarding;
+    Ok(c)
+}
+
+fn main() -> ExitCode {
+    let f = flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(f: flags::Flags) -> anyhow::Result<()> {
+    let cfg = config(&f)?;
+    let http_addr = listen_addr(&f.addr).context("-addr")?;
+    let listener = TcpListener::bind(http_addr).with_context(|| format!("listening on addr {http_addr}"))?;
+    let http_addr = listener.local_addr()?;
+    if !http_addr.ip().is_loopback() {
+        warn!("HTTP API on {http_addr} is reachable from other machines, with no authentication");
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("engine")
+        .enable_all()
+        .build()
+        .context("starting the engine runtime")?;
+    let engine = rt
+        .block_on(Engine::start(cfg))
+        .context("creating torrent client")?;
+    info!(
+        "serving http at {http_addr}; peers on {}; data in {}",
+        engine.listen_addr(),
+        engine.config().data_dir.display()
+    );
+
+    let http_engine = engine.clone();
+    actix_web::rt::System::new().block_on(async move {
+        let server = confluence_http::server(http_engine, listener)?;
+        let handle = server.handle();
+        tokio::select! {
+            r = server => r,
+            _ = wait_for_signal() => {
+                info!("stopping");
+                handle.stop(false).await;
+                Ok(())
+            }
+        }
+    })?;
+
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(2), engine.shutdown()).await;
+    });
+    rt.shutdown_timeout(Duration::from_millis(500));
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+    }
+}
