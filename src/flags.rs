@@ -20,7 +20,6 @@
 //!   `-publicIp4`/`-publicIp6`.
 
 // Until main uses every field.
-#![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::fmt;

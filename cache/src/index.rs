@@ -130,6 +130,7 @@ impl PieceCache {
                         warn!(path = ?v.path, "cannot delete evicted piece: {e}");
                     }
                 }
+                debug!(piece = key.piece, ?cause, "piece evicted");
                 if cause != RemovalCause::Replaced {
                     listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
                     listener_events(CacheEvent::Evicted(*key));
@@ -224,10 +225,14 @@ impl PieceCache {
             let mut pins = self.pins.lock();
             match pins.get_mut(&key.ih).filter(|p| p.in_window(key.piece)) {
                 Some(p) => {
+                    debug!(piece = key.piece, "piece stored, pinned");
                     p.pinned.insert(key.piece, file);
                     None
                 }
-                None => Some(file),
+                None => {
+                    debug!(piece = key.piece, "piece stored");
+                    Some(file)
+                }
             }
         };
         if let Some(file) = unpinned {

@@ -156,6 +156,7 @@ impl Reader {
                     return self.served(buf);
                 }
                 if librqbit_has(&live.handle, &self.engine.api, piece) {
+                    debug!(ih = %self.torrent.ih, piece, "librqbit claims a piece the cache lacks");
                     self.engine.stats.repairs.fetch_add(1, Ordering::Relaxed);
                     live = self.torrent.repair(live.generation).await.map_err(other)?;
                 }

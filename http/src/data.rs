@@ -183,7 +183,9 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, ctype));
     let mut resp = if *req.method() == Method::HEAD || length == 0 {
-        resp.no_chunking(length).finish()
+        // No body is sent, but Content-Length must still say how long it would be.
+        let empty = futures::stream::empty::<Result<Bytes, std::io::Error>>();
+        resp.body(SizedStream::new(length, empty))
     } else {
         let reader = engine.reader(torrent, info, sel);
         let rx = engine.stream_body(reader, parts);
