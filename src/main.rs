@@ -67,6 +67,10 @@ fn config(f: &flags::Flags) -> anyhow::Result<Config> {
 
 fn main() -> ExitCode {
     let f = flags::parse();
+    if let Some(msg) = refuse_unbuilt(&f) {
+        eprintln!("error: {msg}");
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -83,7 +87,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Flags whose feature is not in this build: refuse them rather than pretend (exit 2).
+fn refuse_unbuilt(f: &flags::Flags) -> Option<String> {
+    if f.mount.is_some() {
+        return Some("-mount: the FUSE mount is not available in this build yet; use the HTTP API".into());
+    }
+    if f.auth_token.is_some() {
+        return Some("-authToken: access control is not available in this build yet; keep -addr on localhost".into());
+    }
+    None
+}
+
+/// Flags librqbit cannot honour at run time: said once in the log, never silently ignored.
+fn warn_partial(f: &flags::Flags) {
+    if f.public_ip4().is_some() || f.public_ip6().is_some() {
+        warn!("-publicIp4/-publicIp6/-dhtPublicIP: librqbit cannot be told its public IP; peers and trackers report it");
+    }
+    if !f.pex {
+        warn!("-pex=false: librqbit always exchanges peers (PEX); the flag has no effect");
+    }
+    if f.debug_on_main {
+        warn!("-debugOnMain: /metrics and /debug/ routes are not available in this build yet");
+    }
+}
+
 fn run(f: flags::Flags) -> anyhow::Result<()> {
+    warn_partial(&f);
     let cfg = config(&f)?;
     let http_addr = listen_addr(&f.addr).context("-addr")?;
     let listener = TcpListener::bind(http_addr).with_context(|| format!("listening on addr {http_addr}"))?;

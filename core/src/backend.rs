@@ -81,7 +81,7 @@ impl Backend {
             Backend::Files { dir, .. } => {
                 let base = dir.join(ih.to_string());
                 match info {
-                    Some(i) if is_multi_file(i) => base.join(sanitize(&i.name)),
+                    Some(i) if i.is_multi_file() => base.join(sanitize(&i.name)),
                     _ => base,
                 }
             }
@@ -183,7 +183,7 @@ fn read_files(info: &Info, folder: &Path, abs: u64, buf: &mut [u8]) -> io::Resul
             continue;
         }
         let n = ((f.offset + f.length - pos) as usize).min(buf.len() - done);
-        let rel = if is_multi_file(info) {
+        let rel = if info.is_multi_file() {
             info.safe_relative_path(i)
         } else {
             Some(PathBuf::from(sanitize(&info.name)))
@@ -197,11 +197,6 @@ fn read_files(info: &Info, folder: &Path, abs: u64, buf: &mut [u8]) -> io::Resul
         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the torrent's files"));
     }
     Ok(())
-}
-
-/// Whether the info has a `files` list (multi-file layout puts files under the name).
-fn is_multi_file(info: &Info) -> bool {
-    crate::bencode::decode(&info.info_bytes).is_ok_and(|v| v.get(b"files").is_some())
 }
 
 /// A torrent name as one safe path component.

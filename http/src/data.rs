@@ -27,7 +27,7 @@ struct Target {
     disposition: Option<String>,
 }
 
-fn header_str<'a>(req: &'a HttpRequest, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -61,10 +61,6 @@ impl Query {
         self.bytes(key).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
-    pub fn has(&self, key: &str) -> bool {
-        self.bytes(key).is_some()
-    }
-
     /// Go's `strconv.ParseBool` truth (anything unparsable is false).
     pub fn flag(&self, key: &str) -> bool {
         matches!(
@@ -83,10 +79,10 @@ mod tests {
         let q = Query::parse("ih=a&ih=b&path=a+b%2Fc&bad=%zz&x;y=1&nowait=T&raw=%ff");
         assert_eq!(q.get("ih").as_deref(), Some("a"));
         assert_eq!(q.bytes("path"), Some(&b"a b/c"[..]));
-        assert!(!q.has("bad"));
-        assert!(!q.has("x"));
+        assert!(q.bytes("bad").is_none());
+        assert!(q.bytes("x").is_none());
         assert!(q.flag("nowait"));
         assert_eq!(q.bytes("raw"), Some(&[0xffu8][..]));
-        assert!(Query::parse("path").has("path"));
+        assert!(Query::parse("path").bytes("path").is_some());
     }
 }
