@@ -286,15 +286,17 @@ pub const CHUNK: usize = 256 * 1024;
 
 impl Engine {
     /// Streams `parts` through `reader` on the engine's runtime. Chunks arrive as soon as each
-    /// piece is verified. Dropping the receiver (a client that went away) cancels any wait at
-    /// once and drops the reader, releasing its torrent reference.
+    /// piece is verified. Dropping the receiver, or `cancel` resolving (a client that went
+    /// away), ends any wait at once and drops the reader, releasing its torrent reference.
     pub fn stream_body(
         &self,
         mut reader: Reader,
         parts: Vec<BodyPart>,
+        cancel: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> tokio::sync::mpsc::Receiver<io::Result<Bytes>> {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         self.inner.rt.spawn(async move {
+            tokio::pin!(cancel);
             for part in parts {
                 match part {
                     BodyPart::Literal(b) => {
@@ -310,6 +312,7 @@ impl Engine {
                             let chunk = tokio::select! {
                                 r = reader.read(pos, max) => r,
                                 _ = tx.closed() => return,
+                                _ = &mut cancel => return,
                             };
                             let chunk = match chunk {
                                 Ok(c) if c.is_empty() => Err(other("unexpected end of data")),

@@ -13,6 +13,7 @@ use confluence_core::{
 };
 
 use crate::{
+    conn::ConnFd,
     error::{text_response, HttpError},
     query::{unescape, Query},
     range::{self, Decision},
@@ -100,7 +101,11 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         r
     };
     let torrent = engine.acquire(target.ih, &target.trackers);
-    let info = torrent.wait_info().await;
+    let conn = ConnFd::of(&req);
+    let info = tokio::select! {
+        info = torrent.wait_info() => info,
+        _ = ConnFd::closed(conn.clone()) => return crate::client_gone(),
+    };
     let (sel, name) = match &target.path {
         Some(p) => match info.find_file(p) {
             Some(i) => (Selection::File(i), info.files[i].path.clone()),
@@ -188,7 +193,7 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         resp.body(SizedStream::new(length, empty))
     } else {
         let reader = engine.reader(torrent, info, sel);
-        let rx = engine.stream_body(reader, parts);
+        let rx = engine.stream_body(reader, parts, ConnFd::closed(conn));
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });

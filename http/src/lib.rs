@@ -1,5 +1,6 @@
 //! The HTTP front door: every confluence route on actix-web, thin handlers over the core.
 
+mod conn;
 mod data;
 mod error;
 pub mod go_quote;
@@ -16,6 +17,11 @@ use actix_web::{
 use confluence_core::Engine;
 
 pub use error::HttpError;
+
+/// The status the original writes when a client goes away mid-wait (nobody receives it).
+pub(crate) fn client_gone() -> HttpResponse {
+    HttpResponse::build(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)).finish()
+}
 
 /// Largest accepted request body (`POST /metainfo`): metainfo of very large torrents is a few
 /// MiB; anything bigger is refused with 413.
@@ -83,6 +89,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn server(engine: Engine, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(engine);
     Ok(HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+        .on_connect(conn::on_connect)
         .listen(listener)?
         .disable_signals()
         .shutdown_timeout(1)

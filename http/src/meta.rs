@@ -11,6 +11,7 @@ use confluence_core::{
 };
 
 use crate::{
+    conn::ConnFd,
     error::{text_response, HttpError},
     query::Query,
 };
@@ -33,7 +34,10 @@ pub async fn info(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRes
     if q.flag("nowait") && t.info().is_none() {
         return Ok(not_ready());
     }
-    let info = t.wait_info().await;
+    let info = tokio::select! {
+        info = t.wait_info() => info,
+        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
         .body(info.info_bytes.clone()))
@@ -52,7 +56,10 @@ pub async fn metainfo(
     if q.flag("nowait") && t.info().is_none() {
         return Ok(not_ready());
     }
-    t.wait_info().await;
+    tokio::select! {
+        _ = t.wait_info() => {},
+        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
+    }
     let mut m = t.metainfo().expect("info is known");
     m.creation_date = Some(
         std::time::SystemTime::now()
