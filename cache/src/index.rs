@@ -97,6 +97,8 @@ pub struct PieceCache {
     capacity: Option<u64>,
     index: Cache<Key, Arc<PieceFile>>,
     pins: Mutex<HashMap<Ih, Pins>>,
+    /// Pieces with chunks in staging (being downloaded), for `/fileState`'s `Partial`.
+    partial: Mutex<HashMap<Ih, std::collections::BTreeSet<u32>>>,
     seq: AtomicU64,
     next_window: AtomicU64,
     counters: Arc<Counters>,
@@ -144,6 +146,7 @@ impl PieceCache {
             capacity,
             index,
             pins: Mutex::new(HashMap::new()),
+            partial: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             next_window: AtomicU64::new(0),
             counters,
@@ -242,6 +245,37 @@ impl PieceCache {
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
         (self.events)(CacheEvent::Stored(key));
         Ok(())
+    }
+
+    /// Records whether a piece has chunks in staging.
+    pub fn set_partial(&self, key: Key, partial: bool) {
+        let mut map = self.partial.lock();
+        if partial {
+            map.entry(key.ih).or_default().insert(key.piece);
+        } else if let Some(set) = map.get_mut(&key.ih) {
+            set.remove(&key.piece);
+            if set.is_empty() {
+                map.remove(&key.ih);
+            }
+        }
+    }
+
+    /// Pieces of a torrent with chunks in staging.
+    pub fn partial_pieces(&self, ih: Ih) -> Vec<u32> {
+        self.partial
+            .lock()
+            .get(&ih)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// The lookahead windows of a torrent's open readers.
+    pub fn windows(&self, ih: Ih) -> Vec<Range<u32>> {
+        self.pins
+            .lock()
+            .get(&ih)
+            .map(|p| p.windows.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether the piece is on disk, without touching its recency.

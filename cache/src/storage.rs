@@ -110,6 +110,9 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        for piece in self.staging.get_mut().keys() {
+            self.cache.set_partial(Key { ih: self.ih, piece: *piece }, false);
+        }
         let _ = std::fs::remove_dir_all(&self.staging_dir);
     }
 }
@@ -173,6 +176,7 @@ impl Inner {
         };
         let f = Arc::new(f);
         staging.insert(piece, f.clone());
+        self.cache.set_partial(Key { ih: self.ih, piece }, true);
         Ok(Some(f))
     }
 }
@@ -266,6 +270,7 @@ impl TorrentStorage for CacheStorage {
         let Some(_file) = inner.staging.lock().remove(&piece) else {
             return Ok(());
         };
+        inner.cache.set_partial(Key { ih: inner.ih, piece }, false);
         let len = inner
             .piece_len
             .min(inner.total_len - u64::from(piece) * inner.piece_len);

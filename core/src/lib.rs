@@ -10,6 +10,7 @@ mod hooked;
 pub mod ident;
 pub mod metainfo;
 mod reader;
+pub mod status;
 mod store;
 mod torrent;
 

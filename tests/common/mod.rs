@@ -1,0 +1,1022 @@
+//! Shared helpers for the black-box integration tests: the harness swarm, a daemon guard, a tiny
+//! HTTP/1.1 client with timeouts, a bencode span parser and byte-comparison helpers.
+//!
+//! Rules every test follows (DEVELOPERS' guide): only 127.0.0.0/8, `-dht=false` always, one
+//! temporary data dir per daemon, a bound on every wait, every process stopped by PID.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    fs::{self, OpenOptions},
+    io::{self, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use sha1::Digest as _;
+
+pub const KIB: u64 = 1 << 10;
+pub const MIB: u64 = 1 << 20;
+
+/// Default timeout of one HTTP request (a 64 MiB download from loopback takes seconds).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The log filter given to every daemon, so that `torrent dropped` (info) is always logged.
+const DAEMON_LOG: &str = "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn";
+
+// ------------------------------------------------------------------------------------------
+// Serialisation of swarm tests
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Every test that talks to the swarm holds this for its whole run: some tests stop `seed1`,
+/// and the others must not see that. A failed test poisons nothing here.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+// ------------------------------------------------------------------------------------------
+// Running commands with a bound
+
+/// Runs `cmd` to completion, killing it after `timeout`. Returns (status, stdout, stderr);
+/// `None` status means it was killed for taking too long.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    // A grandchild may keep the pipes open; do not wait for it forever.
+    let join = |t: thread::JoinHandle<Vec<u8>>| {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !t.is_finished() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned()
+        } else {
+            String::from("<output still open>")
+        }
+    };
+    (status, join(t_out), join(t_err))
+}
+
+// ------------------------------------------------------------------------------------------
+// The swarm
+
+/// `../shared/harness/swarm.sh`, or `$CONFLUENCE_HARNESS`.
+pub fn harness_script() -> PathBuf {
+    match std::env::var_os("CONFLUENCE_HARNESS") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/harness/swarm.sh"),
+    }
+}
+
+/// The one swarm dir of every test: `$CONFLUENCE_SWARM_DIR`, default `/tmp/confluence-swarm`.
+pub fn swarm_dir() -> PathBuf {
+    match std::env::var_os("CONFLUENCE_SWARM_DIR") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("/tmp/confluence-swarm"),
+    }
+}
+
+pub struct Swarm {
+    pub dir: PathBuf,
+    script: PathBuf,
+    infohashes: BTreeMap<String, String>,
+    magnets: BTreeMap<String, String>,
+}
+
+static SWARM: OnceLock<Result<Swarm, String>> = OnceLock::new();
+
+/// The harness swarm, brought up once per test process (`swarm.sh up` is idempotent and
+/// locked). Panics with the script's message when it cannot come up: never a silent pass.
+pub fn swarm() -> &'static Swarm {
+    match SWARM.get_or_init(Swarm::up) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn read_pairs(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
+}
+
+impl Swarm {
+    fn up() -> Result<Swarm, String> {
+        let script = harness_script();
+        let dir = swarm_dir();
+        if !script.is_file() {
+            return Err(format!(
+                "harness not found at {} (set CONFLUENCE_HARNESS)",
+                script.display()
+            ));
+        }
+        let (status, out, err) = run_bounded(
+            Command::new("bash").arg(&script).arg("up").arg(&dir),
+            Duration::from_secs(300),
+        );
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => {
+                return Err(format!(
+                    "`swarm.sh up {}` failed ({s}): {}{}",
+                    dir.display(),
+                    err.trim(),
+                    out.trim()
+                ))
+            }
+            None => return Err(format!("`swarm.sh up {}` did not finish in 300 s", dir.display())),
+        }
+        Ok(Swarm {
+            infohashes: read_pairs(&dir.join("infohashes"))?,
+            magnets: read_pairs(&dir.join("magnets"))?,
+            dir,
+            script,
+        })
+    }
+
+    /// The hex infohash of torrent `key` (`single`, `multi`, …).
+    pub fn ih(&self, key: &str) -> String {
+        self.infohashes
+            .get(key)
+            .unwrap_or_else(|| panic!("no torrent {key:?} in {}/infohashes", self.dir.display()))
+            .clone()
+    }
+
+    pub fn magnet(&self, key: &str) -> String {
+        self.magnets
+            .get(key)
+            .unwrap_or_else(|| panic!("no torrent {key:?} in {}/magnets", self.dir.display()))
+            .clone()
+    }
+
+    pub fn torrent_bytes(&self, key: &str) -> Vec<u8> {
+        let p = self.dir.join("torrents").join(format!("{key}.torrent"));
+        fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+    }
+
+    pub fn torrent(&self, key: &str) -> TorrentFile {
+        TorrentFile::parse(&self.torrent_bytes(key))
+    }
+
+    /// A payload file, relative to `DIR/payload` (e.g. `big.bin`, `multi/dir/a.bin`).
+    pub fn payload_path(&self, rel: &str) -> PathBuf {
+        self.dir.join("payload").join(rel)
+    }
+
+    pub fn payload(&self, rel: &str) -> Vec<u8> {
+        let p = self.payload_path(rel);
+        fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+    }
+
+    /// The bytes of file `path` (display path) of torrent `key`, read from the payload.
+    pub fn file_payload(&self, t: &TorrentFile, path: &str) -> Vec<u8> {
+        if t.single {
+            self.payload(&t.name)
+        } else {
+            self.payload(&format!("{}/{}", t.name, path))
+        }
+    }
+
+    /// The whole torrent's byte stream: every file's payload in torrent order.
+    pub fn torrent_payload(&self, t: &TorrentFile) -> Vec<u8> {
+        let mut all = Vec::with_capacity(t.total_length() as usize);
+        for (p, _) in &t.files {
+            all.extend_from_slice(&self.file_payload(t, p));
+        }
+        all
+    }
+
+    fn seeder(&self, action: &str, name: &str) -> Result<(), String> {
+        let (status, out, err) = run_bounded(
+            Command::new("bash")
+                .arg(&self.script)
+                .args(["seeder", action, name])
+                .arg(&self.dir),
+            Duration::from_secs(180),
+        );
+        match status {
+            Some(s) if s.success() => Ok(()),
+            _ => Err(format!(
+                "`swarm.sh seeder {action} {name}` failed ({status:?}): {}{}",
+                err.trim(),
+                out.trim()
+            )),
+        }
+    }
+
+    /// Stops seeder `name`; it is started again (and re-registered) when the guard drops,
+    /// also when the test fails.
+    pub fn stop_seeder(&'static self, name: &'static str) -> SeederStopped {
+        let guard = SeederStopped { swarm: self, name };
+        if let Err(e) = self.seeder("stop", name) {
+            panic!("{e}");
+        }
+        guard
+    }
+}
+
+#[must_use]
+pub struct SeederStopped {
+    swarm: &'static Swarm,
+    name: &'static str,
+}
+
+impl Drop for SeederStopped {
+    fn drop(&mut self) {
+        if let Err(e) = self.swarm.seeder("start", self.name) {
+            if thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Temporary directories and ports
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory under the system temp dir, unique to this process and call.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("confluence-test-{tag}-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap_or_else(|e| panic!("cannot create {}: {e}", d.display()));
+    d
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding 127.0.0.1:0")
+        .port()
+}
+
+/// Total size in bytes of the regular files under `dir` (files vanishing meanwhile are skipped).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Samples `dir_size(dir)` every 50 ms on a thread until stopped; `stop()` returns the max.
+pub struct DirSampler {
+    stop: Arc<AtomicBool>,
+    max: Arc<AtomicU64>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl DirSampler {
+    pub fn start(dir: PathBuf) -> DirSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let max = Arc::new(AtomicU64::new(0));
+        let (s, m) = (stop.clone(), max.clone());
+        let handle = thread::spawn(move || {
+            // Bounded even if nobody stops it: 30 minutes.
+            let until = Instant::now() + Duration::from_secs(1800);
+            while !s.load(Ordering::SeqCst) && Instant::now() < until {
+                m.fetch_max(dir_size(&dir), Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(50));
+            }
+        });
+        DirSampler {
+            stop,
+            max,
+            handle: Some(handle),
+        }
+    }
+
+    /// The largest size seen so far.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        self.max()
+    }
+}
+
+impl Drop for DirSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The daemon
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_confluence")
+}
+
+/// A running `confluence`, stopped by PID when dropped (SIGTERM, ≤ 5 s, then SIGKILL).
+/// Its stderr and stdout are appended to `<dataDir>/daemon.log`.
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    /// The arguments after the fixed ones (`-addr`, `-torrentAddr`, `-dht`, `-dataDir`).
+    args: Vec<String>,
+    owned_dir: bool,
+}
+
+impl Daemon {
+    /// Starts a daemon on a fresh temporary data dir with `args` added to the fixed ones.
+    pub fn start(args: &[&str]) -> Daemon {
+        let dir = temp_dir("daemon");
+        let mut d = Daemon::start_in(&dir, args);
+        d.owned_dir = true;
+        d
+    }
+
+    /// Starts a daemon on data dir `dir` (not removed on drop).
+    pub fn start_in(dir: &Path, args: &[&str]) -> Daemon {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let addr = vec![format!("-addr=127.0.0.1:{port}")];
+            match Daemon::launch(dir, addr, port, args.clone()) {
+                Ok(d) => return d,
+                Err(e) => last = e,
+            }
+            // Only a lost race for the port is worth another try.
+            if !last.contains("Address already in use") {
+                break;
+            }
+        }
+        panic!("daemon did not start: {last}");
+    }
+
+    /// Starts `confluence <addr_args> -torrentAddr=127.0.0.1:0 -dht=false -dataDir=<dir> <args>`
+    /// and waits (≤ 20 s) until `/health` on `port` answers 200.
+    pub fn launch(dir: &Path, addr_args: Vec<String>, port: u16, args: Vec<String>) -> Result<Daemon, String> {
+        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let log_path = dir.join("daemon.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut cmd = Command::new(binary());
+        cmd.args(&addr_args)
+            .arg("-torrentAddr=127.0.0.1:0")
+            .arg("-dht=false")
+            .arg(format!("-dataDir={}", dir.display()))
+            .args(&args)
+            .env("RUST_LOG", DAEMON_LOG)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        let child = cmd.spawn().map_err(|e| format!("cannot spawn {}: {e}", binary()))?;
+        let mut d = Daemon {
+            child: Some(child),
+            port,
+            data_dir: dir.to_path_buf(),
+            args,
+            owned_dir: false,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                d.child = None;
+                let log = fs::read(&log_path).unwrap_or_default();
+                let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..]).into_owned();
+                return Err(format!("confluence exited at start ({st}): {}", tail.trim()));
+            }
+            if let Ok(r) = try_request(port, "GET", "/health", &[], b"", Duration::from_secs(2)) {
+                if r.status == 200 {
+                    return Ok(d);
+                }
+            }
+            if Instant::now() > deadline {
+                d.stop();
+                return Err(format!("/health on port {port} not 200 within 20 s; log: {}", d.log_tail(20)));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `http://127.0.0.1:<port><target>`.
+    pub fn url(&self, target: &str) -> String {
+        format!("http://127.0.0.1:{}{target}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// GET `target` (path and query), with the default timeout; panics on I/O errors.
+    pub fn get(&self, target: &str) -> Resp {
+        request(self.port, "GET", target, &[], b"", HTTP_TIMEOUT)
+    }
+
+    pub fn get_h(&self, target: &str, headers: &[(&str, &str)]) -> Resp {
+        request(self.port, "GET", target, headers, b"", HTTP_TIMEOUT)
+    }
+
+    pub fn req(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Resp {
+        request(self.port, method, target, headers, body, timeout)
+    }
+
+    /// POSTs a .torrent to `/metainfo`; asserts 200 and the body `<ih>\n`.
+    pub fn post_metainfo(&self, torrent: &[u8], ih: &str) {
+        let r = request(self.port, "POST", "/metainfo", &[], torrent, Duration::from_secs(30));
+        assert_eq!(r.status, 200, "POST /metainfo: {}", r.text());
+        assert_eq!(r.text(), format!("{ih}\n"), "POST /metainfo body");
+    }
+
+    /// Asserts `/health` answers 200 (the daemon still serves).
+    pub fn assert_healthy(&self) {
+        let r = request(self.port, "GET", "/health", &[], b"", Duration::from_secs(10));
+        assert_eq!(r.status, 200, "/health");
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("daemon.log")
+    }
+
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
+    }
+
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Polls the log every 50 ms until more than `than` lines contain `needle`; false after
+    /// `timeout`.
+    pub fn wait_log_count(&self, needle: &str, than: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log_count(needle) > than {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, wait ≤ 5 s, then SIGKILL; always reaps the child.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = child.id() as libc::pid_t;
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: `pid` is our own child, not yet reaped, so it names this process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops this daemon and starts it again on the same data dir with the same arguments plus
+    /// `extra` (on a new free port).
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.stop();
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        let owned = self.owned_dir;
+        let new = Daemon::start_in(&self.data_dir.clone(), &args);
+        self.owned_dir = false;
+        *self = new;
+        self.owned_dir = owned;
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        if thread::panicking() {
+            eprintln!(
+                "--- daemon log ({}), last lines:\n{}\n--- data dir kept: {}",
+                self.log_path().display(),
+                self.log_tail(40),
+                self.data_dir.display()
+            );
+        } else if self.owned_dir && std::env::var_os("CONFLUENCE_KEEP_TEST_DIRS").is_none() {
+            let _ = fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP/1.1 client over a plain TcpStream (Connection: close, bounded)
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("content-length").map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad Content-Length {v:?}"))
+        })
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what.to_string())
+}
+
+/// Sends one request and reads the whole response (until the server closes). The request
+/// carries `Host` and `Connection: close` plus `headers`; a body gets a Content-Length.
+pub fn try_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> io::Result<Resp> {
+    let deadline = Instant::now() + timeout;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(&format!(
+                "{method} {target}: no complete response within {timeout:?} ({} bytes read)",
+                raw.len()
+            )));
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(timed_out(&format!(
+                    "{method} {target}: no complete response within {timeout:?} ({} bytes read)",
+                    raw.len()
+                )))
+            }
+            // A reset after the whole response arrived is fine; the parse below decides.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !raw.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    parse_response(method, target, raw)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn parse_response(method: &str, target: &str, raw: Vec<u8>) -> io::Result<Resp> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, format!("{method} {target}: {m}"));
+    let end = find(&raw, b"\r\n\r\n").ok_or_else(|| bad(format!("no header end in {} bytes", raw.len())))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut resp = Resp {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    };
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        resp.body = dechunk(&resp.body).ok_or_else(|| bad("bad chunked body".into()))?;
+    } else if method != "HEAD" && status != 304 && status != 204 {
+        if let Some(cl) = resp.content_length() {
+            if resp.body.len() as u64 != cl {
+                return Err(bad(format!(
+                    "status {status}: body has {} bytes, Content-Length says {cl}",
+                    resp.body.len()
+                )));
+            }
+        }
+    }
+    Ok(resp)
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = find(b, b"\r\n")?;
+        let size_str = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+/// Like [`try_request`] but panics with context on an I/O error.
+pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Resp {
+    try_request(port, method, target, headers, body, timeout)
+        .unwrap_or_else(|e| panic!("{method} {target} on port {port}: {e}"))
+}
+
+/// Percent-encodes `s` for a query value: everything but ALPHA / DIGIT / `-._~`.
+pub fn qenc(s: &str) -> String {
+    let mut out = String::new();
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encodes a file path for the URL path, keeping its `/` separators.
+pub fn penc_path(s: &str) -> String {
+    s.split('/').map(qenc).collect::<Vec<_>>().join("/")
+}
+
+// ------------------------------------------------------------------------------------------
+// Hashes and comparisons
+
+pub fn sha1_hex(b: &[u8]) -> String {
+    hex::encode(sha1::Sha1::digest(b))
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Asserts `actual == expected` without printing megabytes: lengths, sha256 and the first
+/// differing offset.
+#[track_caller]
+pub fn assert_bytes_eq(actual: &[u8], expected: &[u8], what: &str) {
+    if actual == expected {
+        return;
+    }
+    let first = actual.iter().zip(expected).position(|(a, b)| a != b);
+    panic!(
+        "{what}: bytes differ: got {} bytes (sha256 {}), expected {} bytes (sha256 {}); first difference at {}",
+        actual.len(),
+        sha256_hex(actual),
+        expected.len(),
+        sha256_hex(expected),
+        first.map_or_else(|| format!("offset {} (one is a prefix of the other)", actual.len().min(expected.len())), |o| format!("offset {o}"))
+    );
+}
+
+/// Asserts a plain-text error: `status`, a `text/plain` type and exactly one line `line\n`.
+#[track_caller]
+pub fn assert_one_line_error(r: &Resp, status: u16, line: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: status (body {:?})", r.text());
+    assert_eq!(r.text(), format!("{line}\n"), "{what}: body");
+    assert_one_line(r, what);
+}
+
+/// Asserts a text/plain body that is exactly one non-empty line ending in `\n`.
+#[track_caller]
+pub fn assert_one_line(r: &Resp, what: &str) {
+    let t = r.text();
+    assert!(
+        t.ends_with('\n') && t.matches('\n').count() == 1 && t.len() > 1,
+        "{what}: body is not exactly one line: {t:?}"
+    );
+    let ct = r.header("content-type").unwrap_or_default();
+    assert!(ct.starts_with("text/plain"), "{what}: Content-Type {ct:?}, want text/plain");
+}
+
+/// 40 random hex digits (not a torrent of the swarm).
+pub fn random_ih() -> String {
+    let seed = format!(
+        "{:?}{}{}",
+        Instant::now(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    sha1_hex(seed.as_bytes())
+}
+
+// ------------------------------------------------------------------------------------------
+// Bencode (just enough for .torrent files and spans)
+
+#[derive(Debug, Clone)]
+pub enum Bencode {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Bencode>),
+    /// Keys with their values and each value's byte span in the input.
+    Dict(Vec<(Vec<u8>, Bencode, std::ops::Range<usize>)>),
+}
+
+impl Bencode {
+    pub fn get(&self, key: &str) -> Option<&Bencode> {
+        match self {
+            Bencode::Dict(d) => d.iter().find(|(k, _, _)| k == key.as_bytes()).map(|(_, v, _)| v),
+            _ => None,
+        }
+    }
+
+    pub fn span(&self, key: &str) -> Option<std::ops::Range<usize>> {
+        match self {
+            Bencode::Dict(d) => d
+                .iter()
+                .find(|(k, _, _)| k == key.as_bytes())
+                .map(|(_, _, s)| s.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            Bencode::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Bencode::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self) -> Option<String> {
+        self.bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    pub fn list(&self) -> Option<&[Bencode]> {
+        match self {
+            Bencode::List(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes one value at `pos`; returns it and the offset just past it.
+pub fn bdecode_at(b: &[u8], pos: usize) -> Result<(Bencode, usize), String> {
+    let err = |m: &str| format!("bencode at {pos}: {m}");
+    match b.get(pos) {
+        None => Err(err("unexpected end")),
+        Some(b'i') => {
+            let end = pos + 1 + find(&b[pos + 1..], b"e").ok_or_else(|| err("unterminated int"))?;
+            let s = std::str::from_utf8(&b[pos + 1..end]).map_err(|_| err("bad int"))?;
+            Ok((Bencode::Int(s.parse().map_err(|_| err("bad int"))?), end + 1))
+        }
+        Some(b'l') => {
+            let mut p = pos + 1;
+            let mut out = Vec::new();
+            while b.get(p) != Some(&b'e') {
+                let (v, e) = bdecode_at(b, p)?;
+                out.push(v);
+                p = e;
+            }
+            Ok((Bencode::List(out), p + 1))
+        }
+        Some(b'd') => {
+            let mut p = pos + 1;
+            let mut out = Vec::new();
+            while b.get(p) != Some(&b'e') {
+                let (k, e) = bdecode_at(b, p)?;
+                let Bencode::Bytes(k) = k else { return Err(err("dict key is not a string")) };
+                let (v, e2) = bdecode_at(b, e)?;
+                out.push((k, v, e..e2));
+                p = e2;
+            }
+            Ok((Bencode::Dict(out), p + 1))
+        }
+        Some(c) if c.is_ascii_digit() => {
+            let colon = pos + find(&b[pos..], b":").ok_or_else(|| err("no colon"))?;
+            let n: usize = std::str::from_utf8(&b[pos..colon])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| err("bad length"))?;
+            let data = b.get(colon + 1..colon + 1 + n).ok_or_else(|| err("string past the end"))?;
+            Ok((Bencode::Bytes(data.to_vec()), colon + 1 + n))
+        }
+        Some(c) => Err(err(&format!("unexpected byte {c:#x}"))),
+    }
+}
+
+/// Decodes a whole buffer holding exactly one value.
+pub fn bdecode(b: &[u8]) -> Result<Bencode, String> {
+    let (v, end) = bdecode_at(b, 0)?;
+    if end != b.len() {
+        return Err(format!("{} trailing bytes after the value", b.len() - end));
+    }
+    Ok(v)
+}
+
+/// The parts of a .torrent the tests need.
+#[derive(Debug, Clone)]
+pub struct TorrentFile {
+    /// The raw bytes of the `info` value.
+    pub info: Vec<u8>,
+    pub name: String,
+    pub piece_length: u64,
+    pub single: bool,
+    /// Display paths and lengths, in torrent order.
+    pub files: Vec<(String, u64)>,
+}
+
+impl TorrentFile {
+    pub fn parse(bytes: &[u8]) -> TorrentFile {
+        let top = bdecode(bytes).unwrap_or_else(|e| panic!("bad .torrent: {e}"));
+        let span = top.span("info").expect(".torrent without info");
+        TorrentFile::from_info(&bytes[span])
+    }
+
+    pub fn from_info(info_bytes: &[u8]) -> TorrentFile {
+        let info = bdecode(info_bytes).unwrap_or_else(|e| panic!("bad info: {e}"));
+        let name = info.get("name").and_then(Bencode::str).expect("info without name");
+        let piece_length = info.get("piece length").and_then(Bencode::int).expect("no piece length") as u64;
+        let (single, files) = match info.get("files").and_then(Bencode::list) {
+            Some(list) => (
+                false,
+                list.iter()
+                    .map(|f| {
+                        let len = f.get("length").and_then(Bencode::int).expect("file without length") as u64;
+                        let path = f
+                            .get("path")
+                            .and_then(Bencode::list)
+                            .expect("file without path")
+                            .iter()
+                            .map(|c| c.str().expect("bad path component"))
+                            .collect::<Vec<_>>()
+                            .join("/");
+                        (path, len)
+                    })
+                    .collect(),
+            ),
+            None => {
+                let len = info.get("length").and_then(Bencode::int).expect("no length") as u64;
+                (true, vec![(name.clone(), len)])
+            }
+        };
+        TorrentFile {
+            info: info_bytes.to_vec(),
+            name,
+            piece_length,
+            single,
+            files,
+        }
+    }
+
+    pub fn total_length(&self) -> u64 {
+        self.files.iter().map(|(_, l)| l).sum()
+    }
+
+    /// Offset of file `path` in the torrent's byte stream.
+    pub fn file_offset(&self, path: &str) -> u64 {
+        let mut off = 0;
+        for (p, l) in &self.files {
+            if p == path {
+                return off;
+            }
+            off += l;
+        }
+        panic!("no file {path:?} in torrent {}", self.name)
+    }
+
+    /// The first piece boundary strictly inside file `path`, at least `margin` bytes from
+    /// both of its ends, as an offset within the file.
+    pub fn piece_boundary_in(&self, path: &str, margin: u64) -> u64 {
+        let start = self.file_offset(path);
+        let len = self.files.iter().find(|(p, _)| p == path).unwrap().1;
+        let mut b = (start / self.piece_length + 1) * self.piece_length;
+        while b - start < margin {
+            b += self.piece_length;
+        }
+        let off = b - start;
+        assert!(off + margin <= len, "file {path:?} has no piece boundary {margin} bytes inside");
+        off
+    }
+}
+
+/// Opens a raw connection and sends a GET without reading the answer (for abort tests).
+pub fn send_get(port: u16, target: &str) -> io::Result<TcpStream> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())?;
+    Ok(s)
+}
+
+/// Closes both directions of `s` at once (the "client went away" case).
+pub fn hang_up(s: TcpStream) {
+    let _ = s.shutdown(Shutdown::Both);
+}
