@@ -97,6 +97,8 @@ pub struct PieceCache {
     capacity: Option<u64>,
     index: Cache<Key, Arc<PieceFile>>,
     pins: Mutex<HashMap<Ih, Pins>>,
+    /// Pieces evicted since the torrent was last (re-)added: librqbit may still claim them.
+    evicted: Arc<Mutex<HashMap<Ih, std::collections::HashSet<u32>>>>,
     /// Pieces with chunks in staging (being downloaded), for `/fileState`'s `Partial`.
     partial: Mutex<HashMap<Ih, std::collections::BTreeSet<u32>>>,
     seq: AtomicU64,
@@ -122,6 +124,8 @@ impl PieceCache {
         let counters = Arc::new(Counters::default());
         let listener_counters = counters.clone();
         let listener_events = events.clone();
+        let evicted: Arc<Mutex<HashMap<Ih, std::collections::HashSet<u32>>>> = Arc::default();
+        let listener_evicted = evicted.clone();
         let index = Cache::builder()
             .max_capacity(capacity.unwrap_or(u64::MAX))
             .weigher(|_k: &Key, v: &Arc<PieceFile>| u32::try_from(v.len).unwrap_or(u32::MAX))
@@ -134,6 +138,7 @@ impl PieceCache {
                 }
                 debug!(piece = key.piece, ?cause, "piece evicted");
                 if cause != RemovalCause::Replaced {
+                    listener_evicted.lock().entry(key.ih).or_default().insert(key.piece);
                     listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
                     listener_events(CacheEvent::Evicted(*key));
                 }
@@ -147,6 +152,7 @@ impl PieceCache {
             index,
             pins: Mutex::new(HashMap::new()),
             partial: Mutex::new(HashMap::new()),
+            evicted,
             seq: AtomicU64::new(0),
             next_window: AtomicU64::new(0),
             counters,
@@ -242,9 +248,27 @@ impl PieceCache {
             self.index.insert(key, file);
             self.index.run_pending_tasks();
         }
+        if let Some(set) = self.evicted.lock().get_mut(&key.ih) {
+            set.remove(&key.piece);
+        }
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
         (self.events)(CacheEvent::Stored(key));
         Ok(())
+    }
+
+    /// Whether the piece was evicted since [`PieceCache::reset_evicted`] for its torrent (and not
+    /// stored again): a live torrent that claims it is stale.
+    pub fn was_evicted(&self, key: Key) -> bool {
+        self.evicted
+            .lock()
+            .get(&key.ih)
+            .is_some_and(|s| s.contains(&key.piece))
+    }
+
+    /// Forgets a torrent's evictions (it is being (re-)added with a bitfield from the cache, or
+    /// leaves the session).
+    pub fn reset_evicted(&self, ih: Ih) {
+        self.evicted.lock().remove(&ih);
     }
 
     /// Records whether a piece has chunks in staging.

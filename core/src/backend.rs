@@ -96,6 +96,7 @@ impl Backend {
         let path = self.session_dir().join(format!("{ih}.bitv"));
         let write = match (self, info) {
             (Backend::Cache { cache, .. }, Some(info)) => {
+                cache.reset_evicted(ih.0);
                 let have = cache.have_pieces(ih.0, info.num_pieces);
                 let mut bits = vec![0u8; have.len().div_ceil(8)];
                 for (i, h) in have.iter().enumerate() {
@@ -126,6 +127,9 @@ impl Backend {
     /// After the torrent left the session for good: plain files are deleted (as the original
     /// does); cached pieces stay for later requests.
     pub(crate) fn forget(&self, ih: &InfoHash, _info: Option<&Info>) {
+        if let Some(c) = self.cache() {
+            c.reset_evicted(ih.0);
+        }
         if let Backend::Files { dir, .. } = self {
             let d = dir.join(ih.to_string());
             if let Err(e) = std::fs::remove_dir_all(&d) {

@@ -57,6 +57,8 @@ pub struct Stats {
     pub open_readers: AtomicUsize,
     pub bytes_served: AtomicU64,
     pub repairs: AtomicU64,
+    /// Re-adds done to wake idle peers after a reader saw no progress.
+    pub kicks: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -299,7 +301,7 @@ impl Engine {
             if let Some(live) = tref.live_now() {
                 let t = tref.clone();
                 self.inner.rt.spawn(async move {
-                    if let Err(e) = t.repair(live.generation).await {
+                    if let Err(e) = t.readd(live.generation).await {
                         warn!(ih = %t.ih, "re-adding with new trackers: {e:#}");
                     }
                 });
@@ -337,7 +339,7 @@ impl Inner {
             if let Some(live) = t.live_now() {
                 let t = t.clone();
                 self.rt.spawn(async move {
-                    let _ = t.repair(live.generation).await;
+                    let _ = t.readd(live.generation).await;
                 });
             }
         }

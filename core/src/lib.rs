@@ -13,6 +13,7 @@ mod reader;
 pub mod status;
 mod store;
 mod torrent;
+pub mod upload;
 
 pub use config::Config;
 pub use engine::{Engine, PieceEvent, PieceEventKind, PostError, Stats};

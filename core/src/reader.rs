@@ -19,7 +19,7 @@ use std::{
 
 use bytes::Bytes;
 use tokio::{
-    io::{AsyncSeek, AsyncSeekExt},
+    io::AsyncSeekExt,
     sync::broadcast,
 };
 use tracing::debug;
@@ -28,8 +28,11 @@ use crate::{
     backend::librqbit_has,
     engine::{Engine, Inner, PieceEvent, PieceEventKind},
     metainfo::Info,
-    torrent::{Live, TorrentRef},
+    torrent::{Live, Stream, TorrentRef},
 };
+
+/// How long a reader waits without any progress of its torrent before it suspects sleeping peers.
+const STALL: Duration = Duration::from_millis(700);
 
 /// librqbit's hard-coded per-stream lookahead.
 pub const STREAM_WINDOW: u64 = 32 * 1024 * 1024;
@@ -41,7 +44,6 @@ pub enum Selection {
     All,
 }
 
-type Stream = Box<dyn AsyncSeek + Send + Unpin>;
 
 /// The librqbit stream that steers downloads toward this reader.
 struct Cursor {
@@ -141,28 +143,68 @@ impl Reader {
             piece,
             kind: PieceEventKind::Wanted,
         });
+        let file = self
+            .file_at(abs)
+            .ok_or_else(|| other("offset outside the torrent's files"))?;
+        let pos = abs - self.info.files[file].offset;
         loop {
             if self.read_now(piece, in_piece, &mut buf)? {
                 return self.served(buf);
             }
-            let mut live = self.torrent.live().await.map_err(other)?;
+            let (mut live, primed) = self.torrent.live_for(file, pos, None).await.map_err(other)?;
+            self.adopt(&live, file, pos, primed);
             if self.engine.storage.cache().is_some()
                 && librqbit_has(&live.handle, &self.engine.api, piece)
             {
-                // librqbit sets its have bit just before it hands the piece to the cache: give
-                // that a moment before deciding the piece was evicted.
-                wait_piece(&mut events, &self.torrent, piece, Duration::from_millis(300)).await;
-                if self.read_now(piece, in_piece, &mut buf)? {
-                    return self.served(buf);
+                // librqbit sets its have bit just before it hands the piece to the cache: unless
+                // the cache evicted it, give that a moment before deciding the claim is stale.
+                let cache = self.engine.storage.cache().expect("checked above");
+                let key = confluence_cache::Key { ih: self.torrent.ih.0, piece };
+                if !cache.was_evicted(key) {
+                    wait_piece(&mut events, &self.torrent, piece, Duration::from_millis(300)).await;
+                    if self.read_now(piece, in_piece, &mut buf)? {
+                        return self.served(buf);
+                    }
                 }
                 if librqbit_has(&live.handle, &self.engine.api, piece) {
                     debug!(ih = %self.torrent.ih, piece, "librqbit claims a piece the cache lacks");
                     self.engine.stats.repairs.fetch_add(1, Ordering::Relaxed);
-                    live = self.torrent.repair(live.generation).await.map_err(other)?;
+                    let (l, primed) = self
+                        .torrent
+                        .live_for(file, pos, Some((live.generation, "the cache dropped pieces librqbit claims")))
+                        .await
+                        .map_err(other)?;
+                    self.adopt(&l, file, pos, primed);
+                    live = l;
                 }
             }
             self.steer(&live, abs).await?;
-            wait_piece(&mut events, &self.torrent, piece, Duration::from_secs(1)).await;
+            let progress = wait_piece(&mut events, &self.torrent, piece, STALL).await;
+            if !progress && !self.read_now(piece, in_piece, &mut buf)? && self.torrent.may_kick(live.generation) {
+                // Nothing at all arrived: librqbit's peers are probably asleep (a peer that
+                // found nothing to request sleeps 5 s, and a new stream does not wake it).
+                // Re-adding reconnects them with this reader's window already in place.
+                debug!(ih = %self.torrent.ih, piece, "no progress; reconnecting peers");
+                self.engine.stats.kicks.fetch_add(1, Ordering::Relaxed);
+                let (l, primed) = self
+                    .torrent
+                    .live_for(file, pos, Some((live.generation, "no progress: waking idle peers")))
+                    .await
+                    .map_err(other)?;
+                self.adopt(&l, file, pos, primed);
+            }
+        }
+    }
+
+    /// Keeps the stream a (re-)add opened for this reader.
+    fn adopt(&mut self, live: &Live, file: usize, pos: u64, primed: Option<Stream>) {
+        if let Some(stream) = primed {
+            self.cursor = Some(Cursor {
+                generation: live.generation,
+                file,
+                pos,
+                stream,
+            });
         }
     }
 
@@ -253,24 +295,35 @@ impl Reader {
     }
 }
 
-/// Waits until `piece` of the torrent is reported complete, or `timeout` passes.
+/// Waits until `piece` of the torrent is reported complete, or `timeout` passes. Returns
+/// whether the torrent made any progress (some piece of it completed) meanwhile.
 async fn wait_piece(
     events: &mut broadcast::Receiver<PieceEvent>,
     torrent: &TorrentRef,
     piece: u32,
     timeout: Duration,
-) {
+) -> bool {
+    let mut progress = false;
     let wait = async {
         loop {
             match events.recv().await {
-                Ok(e) if e.ih == torrent.ih && e.piece == piece && e.kind == PieceEventKind::Complete => return,
+                Ok(e) if e.ih == torrent.ih && e.kind == PieceEventKind::Complete => {
+                    progress = true;
+                    if e.piece == piece {
+                        return;
+                    }
+                }
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    progress = true;
+                    return;
+                }
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
             }
         }
     };
     let _ = tokio::time::timeout(timeout, wait).await;
+    progress
 }
 
 /// One piece of a response body: literal bytes (e.g. a multipart header) or a range of the

@@ -17,10 +17,14 @@ use std::{
 use anyhow::Context;
 use librqbit::{AddTorrent, AddTorrentOptions};
 
+/// A librqbit `FileStream` (not nameable: librqbit does not re-export its type), used as a
+/// cursor that steers downloads.
+pub type Stream = Box<dyn tokio::io::AsyncSeek + Send + Unpin>;
+
 /// librqbit's handle of a torrent in its session.
 pub type ManagedTorrentHandle = Arc<librqbit::ManagedTorrent>;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::{io::AsyncSeekExt, sync::watch};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -49,6 +53,8 @@ pub struct Torrent {
     live: tokio::sync::Mutex<Option<Live>>,
     generation: AtomicU64,
     resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When the torrent was last added to the session (peers need time to connect).
+    added_at: Mutex<std::time::Instant>,
     /// The creation date of the metainfo, when known (FUSE mtime).
     pub creation_date: Mutex<Option<i64>>,
 }
@@ -119,6 +125,7 @@ impl Torrent {
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             resolver: Mutex::new(None),
+            added_at: Mutex::new(std::time::Instant::now()),
             creation_date: Mutex::new(None),
         }
     }
@@ -241,7 +248,7 @@ impl Torrent {
             warn!(ih = %self.ih, "torrent is in an error state; re-adding it");
             self.remove_from_session(guard.take()).await;
         }
-        let handle = self.add().await?;
+        let handle = self.add(false).await?;
         let live = Live {
             generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
             handle,
@@ -250,24 +257,73 @@ impl Torrent {
         Ok(live)
     }
 
-    /// Re-adds the torrent so librqbit forgets pieces the cache no longer has. Only the first
-    /// caller for a given generation does the work; the others get the new generation.
-    pub async fn repair(&self, stale_generation: u64) -> anyhow::Result<Live> {
+    /// Re-adds generation `stale_generation` so librqbit picks up new trackers (it has no
+    /// call to add them to a live torrent). Concurrent callers share one re-add.
+    pub async fn readd(&self, stale_generation: u64) -> anyhow::Result<Live> {
         let mut guard = self.live.lock().await;
         if let Some(l) = guard.as_ref() {
             if l.generation != stale_generation {
                 return Ok(l.clone());
             }
         }
-        info!(ih = %self.ih, "re-adding torrent: the cache dropped pieces librqbit still claims");
+        info!(ih = %self.ih, "re-adding torrent with new trackers");
         self.remove_from_session(guard.take()).await;
-        let handle = self.add().await?;
+        let handle = self.add(false).await?;
         let live = Live {
             generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
             handle,
         };
         *guard = Some(live.clone());
         Ok(live)
+    }
+
+    /// The live torrent for a reader about to wait at `pos` of `file`. When this call adds the
+    /// torrent (first use, an error, or a repair of generation `stale`), it is added paused,
+    /// the reader's stream is opened and positioned, and only then are peers connected: a peer
+    /// that finds nothing to request sleeps for seconds in librqbit, so it must find the
+    /// reader's window already there. The stream is returned for the reader to keep.
+    pub async fn live_for(
+        &self,
+        file: usize,
+        pos: u64,
+        stale: Option<(u64, &str)>,
+    ) -> anyhow::Result<(Live, Option<Stream>)> {
+        let mut guard = self.live.lock().await;
+        if let Some(l) = guard.as_ref() {
+            let reason = stale.filter(|(g, _)| *g == l.generation).map(|(_, r)| r);
+            if reason.is_none() && !is_errored(&l.handle) {
+                return Ok((l.clone(), None));
+            }
+            if let Some(reason) = reason {
+                info!(ih = %self.ih, generation = l.generation, "re-adding torrent: {reason}");
+            } else {
+                warn!(ih = %self.ih, "torrent is in an error state; re-adding it");
+            }
+            self.remove_from_session(guard.take()).await;
+        }
+        let engine = self.engine()?;
+        let handle = self.add(true).await?;
+        let mut stream = handle.clone().stream(file).await?;
+        stream.seek(std::io::SeekFrom::Start(pos)).await?;
+        if handle.is_paused() {
+            engine.session.unpause(&handle).await?;
+        }
+        let live = Live {
+            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
+            handle,
+        };
+        *guard = Some(live.clone());
+        *self.added_at.lock() = std::time::Instant::now();
+        Ok((live, Some(Box::new(stream))))
+    }
+
+    /// Whether a reader that saw no progress may re-add generation `generation` to wake
+    /// librqbit's peers: not while a fresh add's peers are still connecting (they need a tracker
+    /// round trip and a bitfield), and not more often than peers wake up by themselves (5 s).
+    pub fn may_kick(&self, generation: u64) -> bool {
+        let current = self.generation.load(Ordering::SeqCst);
+        current == generation
+            && self.added_at.lock().elapsed() >= std::time::Duration::from_millis(1500)
     }
 
     /// Takes the torrent out of the session (its data stays in the cache).
@@ -295,7 +351,7 @@ impl Torrent {
 
     /// Adds the torrent to librqbit: from its metainfo when known (with a fastresume bitfield
     /// written from the cache, so nothing is re-hashed), else from a magnet (peers supply it).
-    async fn add(&self) -> anyhow::Result<ManagedTorrentHandle> {
+    async fn add(&self, paused: bool) -> anyhow::Result<ManagedTorrentHandle> {
         let engine = self.engine()?;
         let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(self.ih.0));
         if let Some(h) = engine.session.get(id) {
@@ -305,6 +361,7 @@ impl Torrent {
             return Ok(h);
         }
         let opts = AddTorrentOptions {
+            paused,
             only_files: Some(vec![]),
             overwrite: true,
             output_folder: Some(engine.storage.output_folder(&self.ih, self.info().as_deref())),
