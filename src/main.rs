@@ -80,6 +80,11 @@ fn main() -> ExitCode {
         .init();
     match run(f) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<confluence_mountd::MountError>() => {
+            // A start-up error of the mount: one line, before HTTP serves anything.
+            eprintln!("error: -mount: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             error!("{e:#}");
             ExitCode::from(1)
@@ -89,9 +94,6 @@ fn main() -> ExitCode {
 
 /// Flags whose feature is not in this build: refuse them rather than pretend (exit 2).
 fn refuse_unbuilt(f: &flags::Flags) -> Option<String> {
-    if f.mount.is_some() {
-        return Some("-mount: the FUSE mount is not available in this build yet; use the HTTP API".into());
-    }
     if f.auth_token.is_some() {
         return Some("-authToken: access control is not available in this build yet; keep -addr on localhost".into());
     }
@@ -101,18 +103,30 @@ fn refuse_unbuilt(f: &flags::Flags) -> Option<String> {
 /// Flags librqbit cannot honour at run time: said once in the log, never silently ignored.
 fn warn_partial(f: &flags::Flags) {
     if f.public_ip4().is_some() || f.public_ip6().is_some() {
-        warn!("-publicIp4/-publicIp6/-dhtPublicIP: librqbit cannot be told its public IP; peers and trackers report it");
+        warn!("-publicIp4/-publicIp6/-dhtPublicIP: librqbit cannot be told its public IP (peers and trackers report it); used only as /upload's nodes");
     }
     if !f.pex {
         warn!("-pex=false: librqbit always exchanges peers (PEX); the flag has no effect");
     }
-    if f.debug_on_main {
-        warn!("-debugOnMain: /metrics and /debug/ routes are not available in this build yet");
+}
+
+/// What the HTTP side takes from the flags.
+fn http_options(f: &flags::Flags) -> confluence_http::Options {
+    let mut public_ips = Vec::new();
+    public_ips.extend(f.public_ip4().map(std::net::IpAddr::V4));
+    public_ips.extend(f.public_ip6().map(std::net::IpAddr::V6));
+    confluence_http::Options {
+        debug_on_main: f.debug_on_main,
+        public_ips,
     }
 }
 
 fn run(f: flags::Flags) -> anyhow::Result<()> {
     warn_partial(&f);
+    if let Some(dir) = &f.mount {
+        // Fail fast on a bad mountpoint, before the engine and the HTTP listener exist.
+        confluence_mountd::preflight(dir)?;
+    }
     let cfg = config(&f)?;
     let http_addr = listen_addr(&f.addr).context("-addr")?;
     let listener = TcpListener::bind(http_addr).with_context(|| format!("listening on addr {http_addr}"))?;
@@ -135,9 +149,15 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
         engine.config().data_dir.display()
     );
 
+    let mount = match &f.mount {
+        Some(dir) => Some(confluence_mountd::Mount::start(engine.clone(), dir)?),
+        None => None,
+    };
+
     let http_engine = engine.clone();
-    actix_web::rt::System::new().block_on(async move {
-        let server = confluence_http::server(http_engine, listener)?;
+    let http_opts = http_options(&f);
+    let served = actix_web::rt::System::new().block_on(async move {
+        let server = confluence_http::server(http_engine, listener, http_opts)?;
         let handle = server.handle();
         tokio::select! {
             r = server => r,
@@ -147,12 +167,18 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-    })?;
-
-    rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(2), engine.shutdown()).await;
     });
-    rt.shutdown_timeout(Duration::from_millis(500));
+
+    // Blocked FUSE reads get EIO and the mount goes before the engine stops.
+    if let Some(m) = mount {
+        m.shutdown();
+    }
+
+    tracing::debug!("http stopped");
+    engine.shutdown();
+    rt.shutdown_timeout(Duration::from_millis(300));
+    tracing::debug!("engine stopped");
+    served?;
     Ok(())
 }
 

@@ -1,14 +1,19 @@
 //! The HTTP front door: every confluence route on actix-web, thin handlers over the core.
 
+pub mod bep44;
 mod conn;
 mod data;
 mod error;
+pub mod events;
+pub mod filestate;
 pub mod go_quote;
 mod meta;
 mod query;
 pub mod range;
+pub mod status;
+mod upload;
 
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 
 use actix_web::{
     http::{header, StatusCode},
@@ -17,6 +22,15 @@ use actix_web::{
 use confluence_core::Engine;
 
 pub use error::HttpError;
+
+/// What the HTTP side needs from the command line besides the engine.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `-debugOnMain`: serve `/metrics` and `/debug/…` on the main address.
+    pub debug_on_main: bool,
+    /// `-publicIp4`/`-publicIp6`: given as `nodes` (with the peer port) in `/upload` answers.
+    pub public_ips: Vec<IpAddr>,
+}
 
 /// The status the original writes when a client goes away mid-wait (nobody receives it).
 pub(crate) fn client_gone() -> HttpResponse {
@@ -50,18 +64,37 @@ fn clean_path(p: &str) -> String {
     c
 }
 
-async fn fallback(req: HttpRequest) -> HttpResponse {
+/// The 301 to the cleaned path, when the request path is unclean.
+fn redirect_unclean(req: &HttpRequest) -> Option<HttpResponse> {
     let path = req.uri().path();
     let clean = clean_path(path);
-    if clean != path {
-        let mut loc = clean;
-        if !req.query_string().is_empty() {
-            loc = format!("{loc}?{}", req.query_string());
-        }
-        return HttpResponse::MovedPermanently()
-            .insert_header((header::LOCATION, loc))
-            .finish();
+    if clean == path {
+        return None;
     }
+    let mut loc = clean;
+    if !req.query_string().is_empty() {
+        loc = format!("{loc}?{}", req.query_string());
+    }
+    Some(
+        HttpResponse::MovedPermanently()
+            .insert_header((header::LOCATION, loc))
+            .finish(),
+    )
+}
+
+/// `/data/infohash/…`, after the unclean-path redirect the original's mux does first.
+async fn data_path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
+    if let Some(r) = redirect_unclean(&req) {
+        return r;
+    }
+    data::path_form(req, engine).await
+}
+
+async fn fallback(req: HttpRequest) -> HttpResponse {
+    if let Some(r) = redirect_unclean(&req) {
+        return r;
+    }
+    let path = req.uri().path();
     if path == "/data/infohash" {
         let mut loc = "/data/infohash/".to_string();
         if !req.query_string().is_empty() {
@@ -74,24 +107,45 @@ async fn fallback(req: HttpRequest) -> HttpResponse {
     not_found().await
 }
 
-/// The routes, for the server and for tests.
+/// The routes with default [`Options`], for tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    routes(cfg, &Options::default());
+}
+
+/// The routes: every route of the original (any method, as its mux), plus `/metrics` and
+/// `/debug/…` with `-debugOnMain`.
+pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY))
+        .app_data(web::Data::new(opts.clone()))
         .route("/data", web::to(data::query_form))
-        .route("/data/infohash/{rest:.*}", web::to(data::path_form))
+        .route("/data/infohash/{rest:.*}", web::to(data_path_form))
         .route("/info", web::to(meta::info))
         .route("/metainfo", web::to(meta::metainfo))
         .route("/health", web::to(meta::health))
-        .default_service(web::to(fallback));
+        .route("/events", web::to(events::events))
+        .route("/fileState", web::to(filestate::file_state_route))
+        .route("/status", web::to(status::status))
+        .route("/upload", web::to(upload::upload))
+        .route("/bep44", web::to(bep44::bep44));
+    if opts.debug_on_main {
+        cfg.route("/metrics", web::to(status::metrics))
+            .route("/debug/{rest:.*}", web::to(status::debug));
+    }
+    cfg.default_service(web::to(fallback));
 }
 
 /// Serves the API on `listener` until the returned server is stopped.
-pub fn server(engine: Engine, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+pub fn server(engine: Engine, listener: TcpListener, opts: Options) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(engine);
-    Ok(HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+    Ok(HttpServer::new(move || {
+        let opts = opts.clone();
+        App::new()
+            .app_data(data.clone())
+            .configure(move |cfg| routes(cfg, &opts))
+    })
         .on_connect(conn::on_connect)
         .listen(listener)?
         .disable_signals()
-        .shutdown_timeout(1)
+        .shutdown_timeout(0)
         .run())
 }
