@@ -247,7 +247,10 @@ impl Engine {
                 }
             }
         }
-        let path = root.join(format!("{pid}-{}", UPLOAD_SEQ.fetch_add(1, Ordering::Relaxed)));
+        let path = root.join(format!(
+            "{pid}-{}",
+            UPLOAD_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&path)?;
         Ok(UploadDir { path })
     }
@@ -309,7 +312,8 @@ impl Engine {
         }
         drop(buf);
 
-        let listed: Vec<(Vec<String>, u64)> = files.iter().map(|f| (f.path.clone(), f.length)).collect();
+        let listed: Vec<(Vec<String>, u64)> =
+            files.iter().map(|f| (f.path.clone(), f.length)).collect();
         let info_bytes = upload_info_bytes(name, &listed, piece_length, &pieces);
         let info = Arc::new(
             parse_info(&info_bytes)
@@ -339,7 +343,14 @@ impl Engine {
                     warn!(%ih, total, capacity = cap, "upload is larger than the cache: early pieces will be evicted");
                 }
                 for (i, (path, len)) in staged.iter().enumerate() {
-                    cache.store(Key { ih: ih.0, piece: i as u32 }, path, *len)?;
+                    cache.store(
+                        Key {
+                            ih: ih.0,
+                            piece: i as u32,
+                        },
+                        path,
+                        *len,
+                    )?;
                     pieces_stored += 1;
                 }
             }

@@ -67,7 +67,8 @@ pub async fn path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespo
     {
         Ok(ih) => ih,
         Err(e) => {
-            return HttpError::bad_request(format!("error determining requested infohash: {e}")).into()
+            return HttpError::bad_request(format!("error determining requested infohash: {e}"))
+                .into()
         }
     };
     let Some(file) = unescape(file_part, false) else {
@@ -86,9 +87,7 @@ pub async fn path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespo
 
 /// `filename=` wins; else the display path; the whole torrent has none.
 fn disposition(q: &Query, path: Option<&[u8]>) -> Option<String> {
-    q.bytes("filename")
-        .or(path)
-        .map(range::content_disposition)
+    q.bytes("filename").or(path).map(range::content_disposition)
 }
 
 async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> HttpResponse {
@@ -143,9 +142,15 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
             )
         }
         Decision::PreconditionFailed => {
-            return with_disposition(text_response(StatusCode::PRECONDITION_FAILED, "precondition failed"))
+            return with_disposition(text_response(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition failed",
+            ))
         }
-        Decision::Unsatisfiable { content_range, body } => {
+        Decision::Unsatisfiable {
+            content_range,
+            body,
+        } => {
             let mut r = text_response(StatusCode::RANGE_NOT_SATISFIABLE, body);
             if let Some(cr) = content_range.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
                 r.headers_mut().insert(header::CONTENT_RANGE, cr);
@@ -154,7 +159,10 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         }
         Decision::Full => (
             StatusCode::OK,
-            vec![BodyPart::Range { start: 0, len: size }],
+            vec![BodyPart::Range {
+                start: 0,
+                len: size,
+            }],
             size,
             content_type,
         ),
@@ -181,7 +189,12 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
                 });
             }
             parts.push(BodyPart::Literal(Bytes::from(mp.closing.clone())));
-            (StatusCode::PARTIAL_CONTENT, parts, mp.content_length(), mp.content_type())
+            (
+                StatusCode::PARTIAL_CONTENT,
+                parts,
+                mp.content_length(),
+                mp.content_type(),
+            )
         }
     };
     resp.status(status)

@@ -135,7 +135,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
 }
 
 /// Serves the API on `listener` until the returned server is stopped.
-pub fn server(engine: Engine, listener: TcpListener, opts: Options) -> std::io::Result<actix_web::dev::Server> {
+pub fn server(
+    engine: Engine,
+    listener: TcpListener,
+    opts: Options,
+) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::new(engine);
     Ok(HttpServer::new(move || {
         let opts = opts.clone();
@@ -143,9 +147,9 @@ pub fn server(engine: Engine, listener: TcpListener, opts: Options) -> std::io::
             .app_data(data.clone())
             .configure(move |cfg| routes(cfg, &opts))
     })
-        .on_connect(conn::on_connect)
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(0)
-        .run())
+    .on_connect(conn::on_connect)
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(0)
+    .run())
 }

@@ -58,7 +58,8 @@ impl Query {
 
     /// The first value of `key` as text (invalid UTF-8 replaced).
     pub fn get(&self, key: &str) -> Option<String> {
-        self.bytes(key).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.bytes(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// Go's `strconv.ParseBool` truth (anything unparsable is false).

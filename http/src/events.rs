@@ -1,0 +1,248 @@
+//! `/events?ih=`: a websocket with one text frame `{"PieceChanged":<n>}` per piece state change
+//! of the torrent (priority raised, verified and stored, evicted).
+//!
+//! As the original (golang.org/x/net/websocket): the info is awaited before any HTTP is done; a
+//! bad handshake gets the original's status and one-word reason; pings are answered; the stream
+//! ends, with close 1000, when the client closes or sends any data frame with a payload; the
+//! socket holds a torrent reference for as long as it is open; events are queued without limit
+//! so a slow client misses none.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::{
+    http::{header, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
+use actix_ws::{CloseCode, CloseReason, Message};
+use confluence_core::{ident, Engine, PieceEvent, TorrentRef};
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, warn};
+
+use crate::{conn::ConnFd, error::HttpError, query::Query};
+
+static OPEN_STREAMS: AtomicU64 = AtomicU64::new(0);
+static READ_CLOSED: AtomicU64 = AtomicU64::new(0);
+
+/// Open `/events` websockets (for `/metrics`).
+pub fn open_streams() -> u64 {
+    OPEN_STREAMS.load(Ordering::Relaxed)
+}
+
+/// Streams ended by the client (the original's `confluenceEventHandlerWebsocketReadClosed`).
+pub fn read_closed() -> u64 {
+    READ_CLOSED.load(Ordering::Relaxed)
+}
+
+/// The exact frame body the original sends.
+pub fn frame(piece: u32) -> String {
+    format!("{{\"PieceChanged\":{piece}}}")
+}
+
+/// A handshake refusal: status, reason, and whether `Sec-WebSocket-Version: 13` goes along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Refusal(StatusCode, &'static str, bool);
+
+impl Refusal {
+    /// As golang.org/x/net/websocket writes it: status, reason without newline, connection
+    /// closed.
+    fn response(self) -> HttpResponse {
+        let Refusal(status, reason, version_header) = self;
+        let mut r = HttpResponse::build(status);
+        r.insert_header((header::CONNECTION, "close"));
+        if version_header {
+            r.insert_header((header::SEC_WEBSOCKET_VERSION, "13"));
+        }
+        r.body(reason)
+    }
+}
+
+fn refuse(status: StatusCode, reason: &'static str, version_header: bool) -> Refusal {
+    Refusal(status, reason, version_header)
+}
+
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> &str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The handshake checks of x/net/websocket, in its order. `Ok` carries the one subprotocol
+/// offered (echoed back), if any.
+fn check_handshake(req: &HttpRequest) -> Result<Option<String>, Refusal> {
+    if req.method() != actix_web::http::Method::GET {
+        return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "bad method", false));
+    }
+    let upgrade = header_str(req, header::UPGRADE).to_ascii_lowercase();
+    let connection = header_str(req, header::CONNECTION).to_ascii_lowercase();
+    if upgrade != "websocket" || !connection.contains("upgrade") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "not websocket protocol",
+            false,
+        ));
+    }
+    if header_str(req, header::SEC_WEBSOCKET_KEY).is_empty() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "mismatch challenge/response",
+            false,
+        ));
+    }
+    if header_str(req, header::SEC_WEBSOCKET_VERSION) != "13" {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "missing or bad WebSocket Version",
+            true,
+        ));
+    }
+    let protocols: Vec<&str> = header_str(req, header::SEC_WEBSOCKET_PROTOCOL)
+        .trim()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    match protocols.as_slice() {
+        [""] => Ok(None),
+        [one] => Ok(Some(one.to_string())),
+        // "You need choose a Protocol in Handshake func in Server": 400, empty body.
+        _ => Err(refuse(StatusCode::BAD_REQUEST, "", false)),
+    }
+}
+
+/// `GET /events?ih=…|magnet=…` (see the module doc).
+pub async fn events(
+    req: HttpRequest,
+    body: web::Payload,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, HttpError> {
+    let q = Query::parse(req.query_string());
+    let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
+        .map_err(|e| HttpError::bad_request(e.http_message()))?;
+    let torrent = engine.acquire(ih, &trackers);
+    tokio::select! {
+        _ = torrent.wait_info() => {},
+        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
+    }
+    let protocol = match check_handshake(&req) {
+        Ok(p) => p,
+        Err(r) => return Ok(r.response()),
+    };
+    // Subscribe before answering, so nothing that happens after the 101 is missed.
+    let rx = engine.subscribe();
+    let protocols: Vec<&str> = protocol.iter().map(String::as_str).collect();
+    let (resp, session, stream) = actix_ws::handle_with_protocols(&req, body, &protocols)
+        .map_err(|e| HttpError::bad_request(e.to_string()))?;
+    actix_web::rt::spawn(run(torrent, rx, session, stream));
+    Ok(resp)
+}
+
+/// Drains the engine's broadcast into an unbounded queue of this torrent's piece indexes, so a
+/// slow websocket never makes the broadcast drop events. Ends when the queue's reader is gone.
+fn forward(
+    ih: confluence_core::ident::InfoHash,
+    mut rx: broadcast::Receiver<PieceEvent>,
+) -> mpsc::UnboundedReceiver<u32> {
+    let (tx, out) = mpsc::unbounded_channel();
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(e) if e.ih == ih => {
+                        if tx.send(e.piece).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(%ih, missed = n, "/events: piece events were dropped by the engine's queue");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    out
+}
+
+async fn run(
+    torrent: TorrentRef,
+    rx: broadcast::Receiver<PieceEvent>,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+) {
+    let ih = torrent.ih;
+    OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
+    let mut pieces = forward(ih, rx);
+    // Whether the client ended the stream (close, hang-up, or a message).
+    let mut by_client = true;
+    let code = loop {
+        tokio::select! {
+            piece = pieces.recv() => {
+                let Some(piece) = piece else {
+                    by_client = false;
+                    break CloseCode::Normal;
+                };
+                if session.text(frame(piece)).await.is_err() {
+                    debug!(%ih, "/events: write failed, client gone");
+                    by_client = false;
+                    break CloseCode::Normal;
+                }
+            }
+            msg = stream.next() => match msg {
+                None => break CloseCode::Normal,
+                Some(Ok(Message::Ping(p))) => {
+                    if session.pong(&p).await.is_err() {
+                        by_client = false;
+                        break CloseCode::Normal;
+                    }
+                }
+                Some(Ok(Message::Close(_))) => break CloseCode::Normal,
+                Some(Ok(Message::Text(t))) if t.is_empty() => {}
+                Some(Ok(Message::Binary(b))) if b.is_empty() => {}
+                Some(Ok(Message::Continuation(item))) if continuation_is_empty(&item) => {}
+                Some(Ok(Message::Pong(_) | Message::Nop)) => {}
+                // Any data frame with a payload ends the stream (the original reads into a
+                // zero-length buffer, so any payload counts as "read returned").
+                Some(Ok(Message::Text(_) | Message::Binary(_) | Message::Continuation(_))) => {
+                    break CloseCode::Normal;
+                }
+                Some(Err(e)) => {
+                    debug!(%ih, "/events: protocol error: {e}");
+                    break CloseCode::Protocol;
+                }
+            },
+        }
+    };
+    if by_client {
+        READ_CLOSED.fetch_add(1, Ordering::Relaxed);
+    }
+    OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
+    let _ = session
+        .close(Some(CloseReason {
+            code,
+            description: None,
+        }))
+        .await;
+    drop(torrent);
+}
+
+fn continuation_is_empty(item: &actix_ws::Item) -> bool {
+    match item {
+        actix_ws::Item::FirstText(b)
+        | actix_ws::Item::FirstBinary(b)
+        | actix_ws::Item::Continue(b)
+        | actix_ws::Item::Last(b) => b.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_is_exact() {
+        assert_eq!(frame(7), r#"{"PieceChanged":7}"#);
+    }
+}
