@@ -91,7 +91,8 @@ pub struct Flags {
     #[arg(long = "fileDir", value_name = "DIR")]
     pub file_dir: Option<PathBuf>,
 
-    /// Keep uploading when nothing more is wanted (otherwise uploads are only reciprocal).
+    /// Keep torrents in the session after their last request, seeding what the cache holds
+    /// (otherwise they leave -torrentGrace after it, and upload only while in use).
     #[arg(long = "seed", value_name = "BOOL", default_value = "false",
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_parser = parse_go_bool)]

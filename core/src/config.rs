@@ -25,6 +25,7 @@ pub struct Config {
     pub implicit_trackers: Vec<String>,
     /// Ignore the trackers of cached metainfo when a torrent is created.
     pub override_trackers: bool,
+    /// Keep torrents in the session (seeding cached data) after their last reference.
     pub seed: bool,
     pub tcp_peers: bool,
     pub utp_peers: bool,

@@ -381,7 +381,8 @@ impl Inner {
                 tokio::time::sleep(grace).await;
             }
             let last = t.refs.fetch_sub(1, Ordering::SeqCst) == 1;
-            if !last || !this.config.expire_torrents {
+            // With -seed a torrent stays in the session to keep seeding what the cache holds.
+            if !last || !this.config.expire_torrents || this.config.seed {
                 return;
             }
             debug!(ih = %t.ih, "last reference released");
