@@ -67,10 +67,6 @@ fn config(f: &flags::Flags) -> anyhow::Result<Config> {
 
 fn main() -> ExitCode {
     let f = flags::parse();
-    if let Some(msg) = refuse_unbuilt(&f) {
-        eprintln!("error: {msg}");
-        return ExitCode::from(2);
-    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -92,14 +88,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Flags whose feature is not in this build: refuse them rather than pretend (exit 2).
-fn refuse_unbuilt(f: &flags::Flags) -> Option<String> {
-    if f.auth_token.is_some() {
-        return Some("-authToken: access control is not available in this build yet; keep -addr on localhost".into());
-    }
-    None
-}
-
 /// Flags librqbit cannot honour at run time: said once in the log, never silently ignored.
 fn warn_partial(f: &flags::Flags) {
     if f.public_ip4().is_some() || f.public_ip6().is_some() {
@@ -117,6 +105,7 @@ fn http_options(f: &flags::Flags) -> confluence_http::Options {
     public_ips.extend(f.public_ip6().map(std::net::IpAddr::V6));
     confluence_http::Options {
         debug_on_main: f.debug_on_main,
+        auth_token: f.auth_token.clone().filter(|t| !t.is_empty()),
         public_ips,
     }
 }
@@ -131,8 +120,8 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     let http_addr = listen_addr(&f.addr).context("-addr")?;
     let listener = TcpListener::bind(http_addr).with_context(|| format!("listening on addr {http_addr}"))?;
     let http_addr = listener.local_addr()?;
-    if !http_addr.ip().is_loopback() {
-        warn!("HTTP API on {http_addr} is reachable from other machines, with no authentication");
+    if !http_addr.ip().is_loopback() && f.auth_token.as_deref().unwrap_or("").is_empty() {
+        warn!("HTTP API on {http_addr} is reachable from other machines without -authToken: anyone who can reach it can make this machine download and serve torrents");
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread()

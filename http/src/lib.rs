@@ -1,5 +1,6 @@
 //! The HTTP front door: every confluence route on actix-web, thin handlers over the core.
 
+mod auth;
 pub mod bep44;
 mod conn;
 mod data;
@@ -28,6 +29,8 @@ pub use error::HttpError;
 pub struct Options {
     /// `-debugOnMain`: serve `/metrics` and `/debug/…` on the main address.
     pub debug_on_main: bool,
+    /// `-authToken`: required on every route when set.
+    pub auth_token: Option<String>,
     /// `-publicIp4`/`-publicIp6`: given as `nodes` (with the peer port) in `/upload` answers.
     pub public_ips: Vec<IpAddr>,
 }
@@ -143,8 +146,12 @@ pub fn server(
     let data = web::Data::new(engine);
     Ok(HttpServer::new(move || {
         let opts = opts.clone();
+        let token = opts.auth_token.clone();
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                auth::require_token(token.clone(), req, next)
+            }))
             .configure(move |cfg| routes(cfg, &opts))
     })
     .on_connect(conn::on_connect)
