@@ -1,1 +1,19 @@
+//! The FUSE front door: `/<infohash>/<path>` as read-only files that block until their bytes
+//! are verified, over the same engine (and piece cache) as the HTTP API.
+//!
+//! - [`mount`]: start-up checks, stale-mount clean-up, mounting and a shutdown that never waits
+//!   for blocked readers.
+//! - `fs`: the `fuser::Filesystem`, handing each operation to `ops`.
+//! - `ops`: what the operations do (answered from the engine's runtime when they must wait).
+//! - `tree`: inode numbers and each torrent's directory tree.
+//! - `files`: open files (one core `Reader` each) and root listings.
+//! - `wait`: waits that end when the caller is signalled or the mount shuts down.
 
+mod files;
+mod fs;
+pub mod mount;
+mod ops;
+mod tree;
+mod wait;
+
+pub use mount::{preflight, Mount, MountError};

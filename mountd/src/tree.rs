@@ -198,7 +198,11 @@ impl Table {
                 path.push('/');
                 path.push_str(c);
                 let name = OsString::from(c);
-                match dirs[cur].by_name.get(&name).map(|&e| dirs[cur].entries[e].kind) {
+                match dirs[cur]
+                    .by_name
+                    .get(&name)
+                    .map(|&e| dirs[cur].entries[e].kind)
+                {
                     Some(Kind::Dir(d)) => cur = d,
                     Some(Kind::File(_)) => {
                         skipped += 1;
@@ -291,7 +295,12 @@ impl Table {
 
     pub fn file_attr(&self, tree: &Tree, file: usize) -> Option<FileAttr> {
         let ino = (*tree.file_inos.get(file)?)?;
-        Some(self.attr(ino, FileType::RegularFile, tree.info.files[file].length, tree.mtime))
+        Some(self.attr(
+            ino,
+            FileType::RegularFile,
+            tree.info.files[file].length,
+            tree.mtime,
+        ))
     }
 
     pub fn entry_attr(&self, tree: &Tree, e: &Entry) -> Option<FileAttr> {
