@@ -51,6 +51,22 @@ pub enum PieceEventKind {
     Evicted,
 }
 
+pub(crate) type Progress = Arc<Mutex<HashMap<InfoHash, std::time::Instant>>>;
+
+/// Sends a piece event, remembering completions per torrent.
+fn publish(
+    tx: &broadcast::Sender<PieceEvent>,
+    progress: &Progress,
+    ih: InfoHash,
+    piece: u32,
+    kind: PieceEventKind,
+) {
+    if kind == PieceEventKind::Complete {
+        progress.lock().insert(ih, std::time::Instant::now());
+    }
+    let _ = tx.send(PieceEvent { ih, piece, kind });
+}
+
 /// Counters for `/status` and `/metrics`.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -69,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) storage: Backend,
     pub(crate) events: broadcast::Sender<PieceEvent>,
     pub(crate) stats: Stats,
+    /// When each torrent last completed a piece (to tell idle peers from slow ones).
+    pub(crate) progress: Progress,
     torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
     pub(crate) rt: tokio::runtime::Handle,
     listen_addr: SocketAddr,
@@ -114,6 +132,7 @@ impl Engine {
         let _ = std::fs::remove_file(session_dir.join("session.json"));
 
         let (events, _) = broadcast::channel(16 * 1024);
+        let progress: Progress = Arc::default();
         let storage = match &config.file_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)
@@ -125,16 +144,13 @@ impl Engine {
             }
             None => {
                 let tx = events.clone();
+                let progress = progress.clone();
                 let sink: confluence_cache::EventSink = Arc::new(move |e| {
                     let (key, kind) = match e {
                         confluence_cache::CacheEvent::Stored(k) => (k, PieceEventKind::Complete),
                         confluence_cache::CacheEvent::Evicted(k) => (k, PieceEventKind::Evicted),
                     };
-                    let _ = tx.send(PieceEvent {
-                        ih: InfoHash(key.ih),
-                        piece: key.piece,
-                        kind,
-                    });
+                    publish(&tx, &progress, InfoHash(key.ih), key.piece, kind);
                 });
                 let cache = confluence_cache::PieceCache::open(&data.join("cache"), config.cache_capacity, sink)
                     .context("opening the piece cache")?;
@@ -147,13 +163,9 @@ impl Engine {
                 }
             }
         };
-        let tx = events.clone();
+        let (tx, pr) = (events.clone(), progress.clone());
         let factory = storage.factory(Arc::new(move |ih, piece| {
-            let _ = tx.send(PieceEvent {
-                ih: InfoHash(ih),
-                piece,
-                kind: PieceEventKind::Complete,
-            });
+            publish(&tx, &pr, InfoHash(ih), piece, PieceEventKind::Complete);
         }));
 
         let listen_addr = concrete_listen_addr(config.torrent_addr)?;
@@ -207,6 +219,7 @@ impl Engine {
                 storage,
                 events,
                 stats: Stats::default(),
+                progress,
                 torrents: Mutex::new(HashMap::new()),
                 rt: tokio::runtime::Handle::current(),
                 listen_addr,
@@ -279,17 +292,14 @@ impl Engine {
             None => None,
         };
         let _rt = self.inner.rt.enter();
-        let tref = self.inner.acquire(ih, &[]);
+        let (tref, new_info) = self.inner.acquire_with(ih, &[], info);
         let mut changed = tref.merge_trackers(&m.announce_list);
-        if let Some(info) = info {
-            if tref.info().is_none() {
-                if let Some(d) = m.creation_date {
-                    *tref.creation_date.lock() = Some(d);
-                }
-                tref.set_info(info);
-                tref.stop_resolver();
-                changed = true;
+        if new_info {
+            if let Some(d) = m.creation_date {
+                *tref.creation_date.lock() = Some(d);
             }
+            tref.stop_resolver();
+            changed = true;
         }
         if changed {
             if let Some(meta) = tref.metainfo() {
@@ -320,6 +330,17 @@ impl Engine {
 
 impl Inner {
     fn acquire(self: &Arc<Self>, ih: InfoHash, trackers: &[String]) -> TorrentRef {
+        self.acquire_with(ih, trackers, None).0
+    }
+
+    /// Like `acquire`, with metadata the caller already has (so no resolve is started).
+    /// Also says whether that metadata was new to the torrent.
+    pub(crate) fn acquire_with(
+        self: &Arc<Self>,
+        ih: InfoHash,
+        trackers: &[String],
+        info: Option<Arc<crate::metainfo::Info>>,
+    ) -> (TorrentRef, bool) {
         let (t, created) = {
             let mut map = self.torrents.lock();
             let mut created = false;
@@ -337,6 +358,13 @@ impl Inner {
         if created {
             self.load_stored(&t);
         }
+        let mut new_info = false;
+        if let Some(info) = info {
+            if t.info().is_none() {
+                t.set_info(info);
+                new_info = true;
+            }
+        }
         if !trackers.is_empty() && t.merge_trackers(&[trackers.to_vec()]) {
             if let Some(live) = t.live_now() {
                 let t = t.clone();
@@ -348,7 +376,7 @@ impl Inner {
         if t.info().is_none() {
             t.start_resolver();
         }
-        tref
+        (tref, new_info)
     }
 
     /// A new torrent starts from its stored metainfo, if any, plus one `-implicitTracker` tier.
@@ -392,6 +420,7 @@ impl Inner {
                 && map.get(&t.ih).is_some_and(|cur| Arc::ptr_eq(cur, &t))
             {
                 map.remove(&t.ih);
+                this.progress.lock().remove(&t.ih);
                 info!(ih = %t.ih, "torrent dropped");
             }
         };

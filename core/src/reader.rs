@@ -31,8 +31,11 @@ use crate::{
     torrent::{Live, Stream, TorrentRef},
 };
 
-/// How long a reader waits without any progress of its torrent before it suspects sleeping peers.
-const STALL: Duration = Duration::from_millis(700);
+/// How long a reader waits without any progress of its torrent before it suspects sleeping
+/// peers. Longer than a reconnect (peers dropped as "not needed" come back when a stream opens,
+/// and a seeder may take most of a second to send its bitfield), shorter than librqbit's 5 s
+/// idle sleep.
+const STALL: Duration = Duration::from_millis(2000);
 
 /// librqbit's hard-coded per-stream lookahead.
 pub const STREAM_WINDOW: u64 = 32 * 1024 * 1024;
@@ -178,9 +181,11 @@ impl Reader {
                     live = l;
                 }
             }
-            self.steer(&live, abs).await?;
-            let progress = wait_piece(&mut events, &self.torrent, piece, STALL).await;
-            if !progress && !self.read_now(piece, in_piece, &mut buf)? && self.torrent.may_kick(live.generation) {
+            let jumped = self.steer(&live, abs).await?;
+            let idle = jumped && self.torrent.peers_idle(&live);
+            let progress = idle || wait_piece(&mut events, &self.torrent, piece, STALL).await;
+            let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf)?);
+            if stalled && self.torrent.may_kick(live.generation) {
                 // Nothing at all arrived: librqbit's peers are probably asleep (a peer that
                 // found nothing to request sleeps 5 s, and a new stream does not wake it).
                 // Re-adding reconnects them with this reader's window already in place.
@@ -266,7 +271,9 @@ impl Reader {
 
     /// Points this reader's librqbit stream at `abs`, opening one on the live generation if
     /// needed.
-    async fn steer(&mut self, live: &Live, abs: u64) -> io::Result<()> {
+    /// Returns whether the window jumped (a new stream, or a seek outside the old window):
+    /// librqbit's peers may then be asleep.
+    async fn steer(&mut self, live: &Live, abs: u64) -> io::Result<bool> {
         let file = self
             .file_at(abs)
             .ok_or_else(|| other("offset outside the torrent's files"))?;
@@ -275,6 +282,7 @@ impl Reader {
             .cursor
             .as_ref()
             .is_some_and(|c| c.generation == live.generation && c.file == file);
+        let mut jumped = !reuse;
         if !reuse {
             self.cursor = None;
             debug!(ih = %self.torrent.ih, file, pos, "opening a librqbit stream");
@@ -288,10 +296,11 @@ impl Reader {
         }
         let c = self.cursor.as_mut().expect("cursor was just set");
         if c.pos != pos {
+            jumped |= pos < c.pos || pos >= c.pos.saturating_add(STREAM_WINDOW);
             c.stream.seek(SeekFrom::Start(pos)).await?;
             c.pos = pos;
         }
-        Ok(())
+        Ok(jumped)
     }
 }
 

@@ -319,11 +319,22 @@ impl Torrent {
 
     /// Whether a reader that saw no progress may re-add generation `generation` to wake
     /// librqbit's peers: not while a fresh add's peers are still connecting (they need a tracker
-    /// round trip and a bitfield), and not more often than peers wake up by themselves (5 s).
+    /// round trip and a bitfield, ~0.6 s on loopback).
     pub fn may_kick(&self, generation: u64) -> bool {
         let current = self.generation.load(Ordering::SeqCst);
-        current == generation
-            && self.added_at.lock().elapsed() >= std::time::Duration::from_millis(1500)
+        current == generation && self.added_at.lock().elapsed() >= std::time::Duration::from_secs(1)
+    }
+
+    /// Whether librqbit has connected peers but is downloading nothing: they found nothing to
+    /// request and sleep, so a new window will not be served until they wake.
+    pub fn peers_idle(&self, live: &Live) -> bool {
+        let quiet = self.engine().is_ok_and(|e| {
+            e.progress
+                .lock()
+                .get(&self.ih)
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(300))
+        });
+        quiet && live.handle.stats().live.is_some_and(|l| l.snapshot.peer_stats.live > 0)
     }
 
     /// Takes the torrent out of the session (its data stays in the cache).
