@@ -164,7 +164,7 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     }
 
     tracing::debug!("http stopped");
-    engine.shutdown();
+    rt.block_on(engine.shutdown());
     rt.shutdown_timeout(Duration::from_millis(300));
     tracing::debug!("engine stopped");
     served?;

@@ -89,7 +89,7 @@ pub(crate) struct Inner {
     pub(crate) progress: Progress,
     torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
     pub(crate) rt: tokio::runtime::Handle,
-    listen_addr: SocketAddr,
+    pub(crate) listen_addr: SocketAddr,
 }
 
 /// The torrent core shared by the HTTP and FUSE front doors (see the module doc).
@@ -323,7 +323,18 @@ impl Engine {
     /// Stops the session's tasks. Nothing needs flushing: verified pieces are already files in
     /// the cache, unverified ones are discarded at the next start, and fastresume bitfields are
     /// rewritten from the cache at every add. (librqbit's own `stop` sleeps a full second.)
-    pub fn shutdown(&self) {
+    /// Trackers are told that live torrents stopped (bounded to one second).
+    pub async fn shutdown(&self) {
+        let announces: Vec<_> = self
+            .torrents()
+            .iter()
+            .filter_map(|t| t.stopped_announce(t.live_now().as_ref()))
+            .collect();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            futures::future::join_all(announces),
+        )
+        .await;
         self.inner.session.cancellation_token().cancel();
     }
 }

@@ -2,6 +2,7 @@
 //! period, metainfo kept on disk, and the "wait for these bytes" read path that the HTTP and FUSE
 //! front doors share.
 
+mod announce;
 mod backend;
 pub mod bencode;
 mod config;

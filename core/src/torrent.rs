@@ -344,10 +344,30 @@ impl Torrent {
         if self.refs.load(Ordering::SeqCst) > 0 {
             return; // Asked for again during the grace period's end.
         }
-        self.remove_from_session(guard.take()).await;
+        let live = guard.take();
+        let stopped = self.stopped_announce(live.as_ref());
+        self.remove_from_session(live).await;
+        if let Some(announce) = stopped {
+            announce.await;
+        }
         if let Ok(engine) = self.engine() {
             engine.storage.forget(&self.ih, self.info().as_deref());
         }
+    }
+
+    /// The `stopped` announce for a live torrent about to leave (see `announce`).
+    pub(crate) fn stopped_announce(
+        &self,
+        live: Option<&Live>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let live = live?;
+        let engine = self.engine().ok()?;
+        if engine.config.disable_trackers {
+            return None;
+        }
+        let tiers = self.trackers();
+        let (ih, peer_id, port) = (self.ih, live.handle.shared().peer_id.0, engine.listen_addr.port());
+        Some(async move { crate::announce::announce_stopped(&tiers, ih, peer_id, port).await })
     }
 
     async fn remove_from_session(&self, _live: Option<Live>) {
@@ -373,6 +393,9 @@ impl Torrent {
         }
         let opts = AddTorrentOptions {
             paused,
+            // Re-announce every minute instead of the tracker's interval (often 15–30 min): a
+            // client that drew only dead peers from the tracker must not wait that long.
+            force_tracker_interval: Some(std::time::Duration::from_secs(60)),
             only_files: Some(vec![]),
             overwrite: true,
             output_folder: Some(engine.storage.output_folder(&self.ih, self.info().as_deref())),
