@@ -40,7 +40,8 @@ fn torrent_addr(s: &str) -> anyhow::Result<SocketAddr> {
     match s.strip_prefix(':') {
         Some(port) => Ok(SocketAddr::from((
             std::net::Ipv6Addr::UNSPECIFIED,
-            port.parse::<u16>().with_context(|| format!("bad port in {s:?}"))?,
+            port.parse::<u16>()
+                .with_context(|| format!("bad port in {s:?}"))?,
         ))),
         None => listen_addr(s),
     }
@@ -69,8 +70,9 @@ fn main() -> ExitCode {
     let f = flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -118,7 +120,8 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     }
     let cfg = config(&f)?;
     let http_addr = listen_addr(&f.addr).context("-addr")?;
-    let listener = TcpListener::bind(http_addr).with_context(|| format!("listening on addr {http_addr}"))?;
+    let listener =
+        TcpListener::bind(http_addr).with_context(|| format!("listening on addr {http_addr}"))?;
     let http_addr = listener.local_addr()?;
     if !http_addr.ip().is_loopback() && f.auth_token.as_deref().unwrap_or("").is_empty() {
         warn!("HTTP API on {http_addr} is reachable from other machines without -authToken: anyone who can reach it can make this machine download and serve torrents");
@@ -174,7 +177,10 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
 /// SIGINT or SIGTERM.
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };

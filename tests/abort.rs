@@ -66,7 +66,9 @@ fn aborting_100_streams_mid_way_leaves_no_reference_held() {
         })
         .collect();
     for h in handles {
-        h.join().expect("abort thread panicked").unwrap_or_else(|e| panic!("{e}"));
+        h.join()
+            .expect("abort thread panicked")
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let drops_before = d.log_count(DROPPED);
     let aborted_in = started.elapsed();
@@ -78,7 +80,10 @@ fn aborting_100_streams_mid_way_leaves_no_reference_held() {
         "torrent not dropped within 15 s after {ABORTS} aborted requests (aborts took {aborted_in:?}): \
          a reference is still held"
     );
-    eprintln!("{ABORTS} aborts in {aborted_in:?}; dropped {:?} after the last", t0.elapsed());
+    eprintln!(
+        "{ABORTS} aborts in {aborted_in:?}; dropped {:?} after the last",
+        t0.elapsed()
+    );
 
     // And the daemon still serves, from the start.
     d.assert_healthy();

@@ -34,9 +34,19 @@ fn cache_serves_a_file_after_its_torrent_is_dropped_and_the_seeder_stopped() {
     let r = d.req("GET", &target, &[], b"", Duration::from_secs(60));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_bytes_eq(&r.body, &want, "second read, seeder stopped");
-    let r = d.req("GET", &target, &[("Range", "bytes=30000000-30999999")], b"", Duration::from_secs(30));
+    let r = d.req(
+        "GET",
+        &target,
+        &[("Range", "bytes=30000000-30999999")],
+        b"",
+        Duration::from_secs(30),
+    );
     assert_eq!(r.status, 206);
-    assert_bytes_eq(&r.body, &want[30_000_000..31_000_000], "a range, seeder stopped");
+    assert_bytes_eq(
+        &r.body,
+        &want[30_000_000..31_000_000],
+        "a range, seeder stopped",
+    );
 }
 
 /// (b) With an 8 MiB cache the 64 MiB file streams correctly twice in a row, and the cache
@@ -57,15 +67,27 @@ fn cache_of_8mib_streams_64mib_twice_within_the_disk_bound() {
     // A range in the middle after the streams, when its pieces have long been evicted.
     let r = d.get_h(&target, &[("Range", "bytes=20000000-20999999")]);
     assert_eq!(r.status, 206);
-    assert_bytes_eq(&r.body, &want[20_000_000..21_000_000], "a range after eviction");
+    assert_bytes_eq(
+        &r.body,
+        &want[20_000_000..21_000_000],
+        "a range after eviction",
+    );
     let max = sampler.stop();
     let bound = 8 * MIB + 32 * MIB + 2 * MIB;
+    eprintln!(
+        "cache dir max {:.1} MiB (bound {} MiB)",
+        max as f64 / MIB as f64,
+        bound / MIB
+    );
     assert!(
         max <= bound,
         "cache dir reached {max} bytes ({:.1} MiB), over the bound {bound} (8 MiB + 32 MiB + 2 MiB)",
         max as f64 / MIB as f64
     );
-    assert!(max > 0, "the sampler never saw the cache dir grow: wrong path?");
+    assert!(
+        max > 0,
+        "the sampler never saw the cache dir grow: wrong path?"
+    );
     d.assert_healthy();
 }
 
@@ -78,7 +100,10 @@ fn restart_with_the_seeder_stopped_serves_cached_pieces_and_info_at_once() {
     let ih = s.ih("single");
     let want = s.payload("big.bin");
     let mut d = Daemon::start(&["-torrentGrace=1s", "-cacheCapacity=1GiB"]);
-    let r = d.get(&format!("/data?magnet={}&path=big.bin", qenc(&s.magnet("single"))));
+    let r = d.get(&format!(
+        "/data?magnet={}&path=big.bin",
+        qenc(&s.magnet("single"))
+    ));
     assert_bytes_eq(&r.body, &want, "read before the restart");
 
     let _seed1 = s.stop_seeder("seed1");
@@ -86,13 +111,28 @@ fn restart_with_the_seeder_stopped_serves_cached_pieces_and_info_at_once() {
     d.restart(&["-disableTrackers"]);
 
     let t0 = Instant::now();
-    let r = d.req("GET", &format!("/info?ih={ih}"), &[], b"", Duration::from_secs(10));
+    let r = d.req(
+        "GET",
+        &format!("/info?ih={ih}"),
+        &[],
+        b"",
+        Duration::from_secs(10),
+    );
     let took = t0.elapsed();
     assert_eq!(r.status, 200, "/info after restart: {}", r.text());
     assert_eq!(sha1_hex(&r.body), ih, "/info after restart");
-    assert!(took < Duration::from_secs(1), "/info took {took:?} after the restart (limit 1 s)");
+    assert!(
+        took < Duration::from_secs(1),
+        "/info took {took:?} after the restart (limit 1 s)"
+    );
 
-    let r = d.req("GET", &format!("/data?ih={ih}&path=big.bin"), &[], b"", Duration::from_secs(90));
+    let r = d.req(
+        "GET",
+        &format!("/data?ih={ih}&path=big.bin"),
+        &[],
+        b"",
+        Duration::from_secs(90),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_bytes_eq(&r.body, &want, "cached big.bin after the restart");
 }
@@ -118,14 +158,23 @@ fn restart_after_kill9_mid_download_serves_byte_exact() {
             Ok(n) => got += n,
         }
     }
-    assert!(got > MIB as usize, "only {got} bytes arrived before the kill");
+    assert!(
+        got > MIB as usize,
+        "only {got} bytes arrived before the kill"
+    );
     let before = dir_size(&d.data_dir.join("cache"));
     d.kill9();
     drop(sock);
     assert!(before > 0, "nothing cached before the kill");
 
     d.restart(&[]);
-    let r = d.req("GET", &format!("/data?ih={ih}&path=big.bin"), &[], b"", Duration::from_secs(120));
+    let r = d.req(
+        "GET",
+        &format!("/data?ih={ih}&path=big.bin"),
+        &[],
+        b"",
+        Duration::from_secs(120),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_bytes_eq(&r.body, &want, "big.bin after kill -9 and restart");
 }

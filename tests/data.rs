@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_bytes_eq, penc_path, qenc, serial, swarm, Daemon};
 
-/// 1. `single` (64 MiB) by `magnet=` whose `tr` names the local tracker.
+/// Issue test 1: `single` (64 MiB) by `magnet=` whose `tr` names the local tracker.
 #[test]
 fn single_by_magnet_with_tracker_matches_payload() {
     let _g = serial();
@@ -22,7 +22,7 @@ fn single_by_magnet_with_tracker_matches_payload() {
     assert_bytes_eq(&r.body, &want, "/data?magnet=…&path=big.bin");
 }
 
-/// 1. `single` by `ih=` after `POST /metainfo` of its .torrent (the tracker in it is the only
+/// Issue test 1: `single` by `ih=` after `POST /metainfo` of its .torrent (the tracker in it is the only
 /// source: no DHT, no magnet).
 #[test]
 fn single_by_ih_after_post_metainfo_matches_payload() {
@@ -35,7 +35,10 @@ fn single_by_ih_after_post_metainfo_matches_payload() {
     let r = d.get(&format!("/data?ih={ih}&path=big.bin"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_bytes_eq(&r.body, &want, "/data?ih=…&path=big.bin");
-    assert_eq!(r.header("content-disposition"), Some("filename=\"big.bin\""));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("filename=\"big.bin\"")
+    );
     // Upper-case hex names the same torrent.
     let r = d.req(
         "GET",
@@ -45,10 +48,14 @@ fn single_by_ih_after_post_metainfo_matches_payload() {
         common::HTTP_TIMEOUT,
     );
     assert_eq!(r.status, 206, "{}", r.text());
-    assert_bytes_eq(&r.body, &want[1_000_000..2_000_000], "upper-case ih, a range");
+    assert_bytes_eq(
+        &r.body,
+        &want[1_000_000..2_000_000],
+        "upper-case ih, a range",
+    );
 }
 
-/// 2. Every file of `multi` (0-byte, 1-byte, unicode, spaces, nested) byte-exact through the
+/// Issue test 2: Every file of `multi` (0-byte, 1-byte, unicode, spaces, nested) byte-exact through the
 /// query form and the path form, with `Content-Disposition: filename="<path>"`.
 #[test]
 fn multi_every_file_byte_exact_by_query_and_path_forms() {
@@ -66,7 +73,10 @@ fn multi_every_file_byte_exact_by_query_and_path_forms() {
         "dir/b.bin",
         "z last.bin",
     ] {
-        assert!(names.contains(&want), "multi.torrent lacks {want:?}: {names:?}");
+        assert!(
+            names.contains(&want),
+            "multi.torrent lacks {want:?}: {names:?}"
+        );
     }
     let d = Daemon::start(&["-torrentGrace=1s"]);
     d.post_metainfo(&s.torrent_bytes("multi"), &ih);
@@ -87,19 +97,31 @@ fn multi_every_file_byte_exact_by_query_and_path_forms() {
                 Some(disposition.as_str()),
                 "{target}: Content-Disposition"
             );
-            assert_eq!(r.header("accept-ranges"), Some("bytes"), "{target}: Accept-Ranges");
+            assert_eq!(
+                r.header("accept-ranges"),
+                Some("bytes"),
+                "{target}: Accept-Ranges"
+            );
         }
     }
     // In the query form `+` is a space (Go's rules), and `%2F` is a `/`.
     let r = d.get(&format!("/data?ih={ih}&path=z+last.bin"));
     assert_eq!(r.status, 200, "path=z+last.bin: {}", r.text());
-    assert_bytes_eq(&r.body, &s.file_payload(&t, "z last.bin"), "path=z+last.bin");
+    assert_bytes_eq(
+        &r.body,
+        &s.file_payload(&t, "z last.bin"),
+        "path=z+last.bin",
+    );
     let r = d.get(&format!("/data/infohash/{ih}/dir%2Fa.bin"));
     assert_eq!(r.status, 200, "path form with %2F: {}", r.text());
-    assert_bytes_eq(&r.body, &s.file_payload(&t, "dir/a.bin"), "path form dir%2Fa.bin");
+    assert_bytes_eq(
+        &r.body,
+        &s.file_payload(&t, "dir/a.bin"),
+        "path form dir%2Fa.bin",
+    );
 }
 
-/// 2. `/data?ih=` without `path` (and `/data/infohash/<ih>`) is all files concatenated in
+/// Issue test 2: `/data?ih=` without `path` (and `/data/infohash/<ih>`) is all files concatenated in
 /// torrent order, without a Content-Disposition.
 #[test]
 fn multi_without_path_is_all_files_concatenated() {
@@ -115,7 +137,11 @@ fn multi_without_path_is_all_files_concatenated() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.content_length(), Some(t.total_length()));
     assert_bytes_eq(&r.body, &all, "/data?magnet=… (whole torrent)");
-    assert_eq!(r.header("content-disposition"), None, "whole torrent: no Content-Disposition");
+    assert_eq!(
+        r.header("content-disposition"),
+        None,
+        "whole torrent: no Content-Disposition"
+    );
     for target in [format!("/data?ih={ih}"), format!("/data/infohash/{ih}")] {
         let r = d.get(&target);
         assert_eq!(r.status, 200, "{target}: {}", r.text());
@@ -123,6 +149,61 @@ fn multi_without_path_is_all_files_concatenated() {
     }
     // `filename=` sets the Content-Disposition of the whole torrent.
     let r = d.get(&format!("/data?ih={ih}&filename=all.bin"));
-    assert_eq!(r.header("content-disposition"), Some("filename=\"all.bin\""));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("filename=\"all.bin\"")
+    );
     assert_bytes_eq(&r.body, &all, "whole torrent with filename=");
+}
+
+/// A magnet whose btih is 32 upper-case base32 characters names the same torrent.
+#[test]
+fn magnet_with_base32_btih_serves_the_same_bytes() {
+    let _g = serial();
+    let s = swarm();
+    let t = s.torrent("multi");
+    let ih = hex::decode(s.ih("multi")).expect("hex infohash");
+    let b32 = data_encoding::BASE32.encode(&ih);
+    assert_eq!(b32.len(), 32);
+    let magnet = format!("magnet:?xt=urn:btih:{b32}&dn=multi&tr=http://127.0.0.1:6969/announce");
+    let d = Daemon::start(&["-torrentGrace=1s"]);
+    let r = d.get(&format!(
+        "/data?magnet={}&path={}",
+        qenc(&magnet),
+        qenc("dir/b.bin")
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_bytes_eq(
+        &r.body,
+        &s.file_payload(&t, "dir/b.bin"),
+        "base32 magnet, dir/b.bin",
+    );
+}
+
+/// Concurrent first requests for one unknown torrent share one add: all of them get their
+/// file, byte-exact.
+#[test]
+fn concurrent_first_requests_for_one_torrent_all_succeed() {
+    let _g = serial();
+    let s = swarm();
+    let t = s.torrent("multi");
+    let d = Daemon::start(&["-torrentGrace=1s"]);
+    let magnet = qenc(&s.magnet("multi"));
+    let port = d.port;
+    let handles: Vec<_> = t
+        .files
+        .iter()
+        .map(|(path, _)| {
+            let target = format!("/data?magnet={magnet}&path={}", qenc(path));
+            std::thread::spawn(move || {
+                common::request(port, "GET", &target, &[], b"", common::HTTP_TIMEOUT)
+            })
+        })
+        .collect();
+    for ((path, _), h) in t.files.iter().zip(handles) {
+        let r = h.join().expect("request thread panicked");
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_bytes_eq(&r.body, &s.file_payload(&t, path), path);
+    }
+    d.assert_healthy();
 }

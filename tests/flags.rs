@@ -37,7 +37,10 @@ fn help_exits_0_with_usage_on_stdout() {
             "-dht",
             "-dataDir",
         ] {
-            assert!(out.contains(flag), "{h}: usage on stdout does not list {flag}:\n{out}");
+            assert!(
+                out.contains(flag),
+                "{h}: usage on stdout does not list {flag}:\n{out}"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -49,7 +52,10 @@ fn unknown_flag_exits_2() {
     for bad in ["-nosuch", "-nosuch=1", "--nosuch"] {
         let (code, _, err) = run(&[bad], &dir);
         assert_eq!(code, Some(2), "{bad}: exit code (stderr {err:?})");
-        assert!(err.contains("nosuch"), "{bad}: stderr does not name the flag: {err:?}");
+        assert!(
+            err.contains("nosuch"),
+            "{bad}: stderr does not name the flag: {err:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -65,7 +71,10 @@ fn sqlite_storage_exits_2_with_a_one_line_message() {
             !msg.is_empty() && !msg.contains('\n'),
             "{flag}: want a one-line message on stderr, got {err:?}"
         );
-        assert!(msg.contains("sqliteStorage"), "{flag}: message does not name the flag: {msg:?}");
+        assert!(
+            msg.contains("sqliteStorage"),
+            "{flag}: message does not name the flag: {msg:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{assert_bytes_eq, assert_one_line_error, qenc, serial, swarm, Daemon, Resp, HTTP_TIMEOUT};
+use common::{
+    assert_bytes_eq, assert_one_line_error, qenc, serial, swarm, Daemon, Resp, HTTP_TIMEOUT,
+};
 
 fn get(d: &Daemon, target: &str, headers: &[(&str, &str)]) -> Resp {
     d.req("GET", target, headers, b"", HTTP_TIMEOUT)
@@ -19,29 +21,50 @@ fn assert_partial(r: &Resp, want: &[u8], start: u64, end: u64, what: &str) {
         Some(format!("bytes {start}-{end}/{size}").as_str()),
         "{what}: Content-Range"
     );
-    assert_eq!(r.content_length(), Some(end - start + 1), "{what}: Content-Length");
-    assert_eq!(r.header("accept-ranges"), Some("bytes"), "{what}: Accept-Ranges");
+    assert_eq!(
+        r.content_length(),
+        Some(end - start + 1),
+        "{what}: Content-Length"
+    );
+    assert_eq!(
+        r.header("accept-ranges"),
+        Some("bytes"),
+        "{what}: Accept-Ranges"
+    );
     assert_bytes_eq(&r.body, &want[start as usize..=end as usize], what);
 }
 
 #[track_caller]
 fn assert_full(r: &Resp, want: &[u8], what: &str) {
     assert_eq!(r.status, 200, "{what}: status ({})", r.text());
-    assert_eq!(r.header("content-range"), None, "{what}: no Content-Range on a 200");
-    assert_eq!(r.content_length(), Some(want.len() as u64), "{what}: Content-Length");
+    assert_eq!(
+        r.header("content-range"),
+        None,
+        "{what}: no Content-Range on a 200"
+    );
+    assert_eq!(
+        r.content_length(),
+        Some(want.len() as u64),
+        "{what}: Content-Length"
+    );
     assert_bytes_eq(&r.body, want, what);
 }
 
 /// The parts of a `multipart/byteranges` body: (Content-Range, Content-Type, data).
 fn parse_multipart(r: &Resp) -> Vec<(String, String, Vec<u8>)> {
-    let ct = r.header("content-type").expect("multipart without Content-Type");
+    let ct = r
+        .header("content-type")
+        .expect("multipart without Content-Type");
     let boundary = ct
         .strip_prefix("multipart/byteranges; boundary=")
         .unwrap_or_else(|| panic!("Content-Type {ct:?} is not multipart/byteranges"));
     let delim = format!("--{boundary}");
     let b = &r.body;
     let find = |from: usize, needle: &[u8]| -> Option<usize> {
-        b[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+        b[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
     };
     let mut parts = Vec::new();
     let mut pos = find(0, delim.as_bytes()).expect("no first boundary");
@@ -58,7 +81,10 @@ fn parse_multipart(r: &Resp) -> Vec<(String, String, Vec<u8>)> {
             );
             break;
         }
-        assert!(b[pos..].starts_with(b"\r\n"), "boundary not followed by CRLF");
+        assert!(
+            b[pos..].starts_with(b"\r\n"),
+            "boundary not followed by CRLF"
+        );
         pos += 2;
         let head_end = find(pos, b"\r\n\r\n").expect("part without header end");
         let head = String::from_utf8_lossy(&b[pos..head_end]).into_owned();
@@ -111,17 +137,37 @@ fn battery(d: &Daemon, target: &str, want: &[u8], boundary: u64, ctype: &str) {
     let r = d.req("HEAD", target, &[], b"", HTTP_TIMEOUT);
     assert_eq!(r.status, 200, "HEAD");
     assert_eq!(r.content_length(), Some(size), "HEAD Content-Length");
-    assert_eq!(r.header("accept-ranges"), Some("bytes"), "HEAD Accept-Ranges");
+    assert_eq!(
+        r.header("accept-ranges"),
+        Some("bytes"),
+        "HEAD Accept-Ranges"
+    );
     assert_eq!(r.header("etag"), Some(etag.as_str()), "HEAD ETag");
     assert!(r.body.is_empty(), "HEAD sent {} body bytes", r.body.len());
     let r = d.req("HEAD", target, &[("Range", "bytes=0-9")], b"", HTTP_TIMEOUT);
     assert_eq!(r.status, 206, "HEAD with a Range");
-    assert_eq!(r.content_length(), Some(10), "HEAD with a Range: Content-Length");
+    assert_eq!(
+        r.content_length(),
+        Some(10),
+        "HEAD with a Range: Content-Length"
+    );
     assert!(r.body.is_empty(), "HEAD with a Range sent a body");
 
     // Single ranges.
-    assert_partial(&get(d, target, &[("Range", "bytes=0-0")]), want, 0, 0, "first byte");
-    assert_partial(&get(d, target, &[("Range", "bytes=-1")]), want, last, last, "last byte (bytes=-1)");
+    assert_partial(
+        &get(d, target, &[("Range", "bytes=0-0")]),
+        want,
+        0,
+        0,
+        "first byte",
+    );
+    assert_partial(
+        &get(d, target, &[("Range", "bytes=-1")]),
+        want,
+        last,
+        last,
+        "last byte (bytes=-1)",
+    );
     let (a, b) = (boundary - 100, boundary + 99);
     assert_partial(
         &get(d, target, &[("Range", &format!("bytes={a}-{b}"))]),
@@ -137,9 +183,19 @@ fn battery(d: &Daemon, target: &str, want: &[u8], boundary: u64, ctype: &str) {
         last,
         "suffix bytes=-100",
     );
-    assert_partial(&get(d, target, &[("Range", "bytes=100-")]), want, 100, last, "open-ended bytes=100-");
     assert_partial(
-        &get(d, target, &[("Range", &format!("bytes={}-{}", size - 10, size + 1000))]),
+        &get(d, target, &[("Range", "bytes=100-")]),
+        want,
+        100,
+        last,
+        "open-ended bytes=100-",
+    );
+    assert_partial(
+        &get(
+            d,
+            target,
+            &[("Range", &format!("bytes={}-{}", size - 10, size + 1000))],
+        ),
         want,
         size - 10,
         last,
@@ -150,11 +206,19 @@ fn battery(d: &Daemon, target: &str, want: &[u8], boundary: u64, ctype: &str) {
     let ranges = [(0u64, 1u64), (4, 5), (a, b)];
     let spec = format!(
         "bytes={}",
-        ranges.iter().map(|(s, e)| format!("{s}-{e}")).collect::<Vec<_>>().join(",")
+        ranges
+            .iter()
+            .map(|(s, e)| format!("{s}-{e}"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let r = get(d, target, &[("Range", &spec)]);
     assert_eq!(r.status, 206, "multi-range {spec}: {}", r.text());
-    assert_eq!(r.content_length(), Some(r.body.len() as u64), "multipart Content-Length");
+    assert_eq!(
+        r.content_length(),
+        Some(r.body.len() as u64),
+        "multipart Content-Length"
+    );
     let parts = parse_multipart(&r);
     assert_eq!(parts.len(), ranges.len(), "number of parts of {spec}");
     for ((cr, pct, data), (s, e)) in parts.iter().zip(ranges) {
@@ -169,12 +233,25 @@ fn battery(d: &Daemon, target: &str, want: &[u8], boundary: u64, ctype: &str) {
     assert_bytes_eq(&parts[1].2, &want[4..6], "bytes=0-1,4-5 part 2");
 
     // Invalid and unsatisfiable ranges.
-    for bad in ["items=0-1", "bytes=5-2", "bytes=abc", "bytes=1-x", "bytes=--1"] {
+    for bad in [
+        "items=0-1",
+        "bytes=5-2",
+        "bytes=abc",
+        "bytes=1-x",
+        "bytes=--1",
+    ] {
         let r = get(d, target, &[("Range", bad)]);
         assert_one_line_error(&r, 416, "invalid range", &format!("Range: {bad}"));
-        assert_eq!(r.header("content-range"), None, "Range: {bad}: no Content-Range");
+        assert_eq!(
+            r.header("content-range"),
+            None,
+            "Range: {bad}: no Content-Range"
+        );
     }
-    for past in [format!("bytes={size}-"), format!("bytes={}-{}", size + 5, size + 10)] {
+    for past in [
+        format!("bytes={size}-"),
+        format!("bytes={}-{}", size + 5, size + 10),
+    ] {
         let r = get(d, target, &[("Range", &past)]);
         assert_eq!(r.status, 416, "Range: {past}: {}", r.text());
         assert_eq!(
@@ -182,11 +259,19 @@ fn battery(d: &Daemon, target: &str, want: &[u8], boundary: u64, ctype: &str) {
             Some(format!("bytes */{size}").as_str()),
             "Range: {past}: Content-Range"
         );
-        assert!(r.text().starts_with("invalid range"), "Range: {past}: body {:?}", r.text());
+        assert!(
+            r.text().starts_with("invalid range"),
+            "Range: {past}: body {:?}",
+            r.text()
+        );
         common::assert_one_line(&r, &format!("Range: {past}"));
     }
     // Ranges adding up to more than the size are ignored: 200 with the whole body.
-    assert_full(&get(d, target, &[("Range", "bytes=0-,0-")]), want, "ranges summing past the size");
+    assert_full(
+        &get(d, target, &[("Range", "bytes=0-,0-")]),
+        want,
+        "ranges summing past the size",
+    );
 
     // Conditional requests.
     assert_partial(
@@ -197,7 +282,11 @@ fn battery(d: &Daemon, target: &str, want: &[u8], boundary: u64, ctype: &str) {
         "If-Range with the ETag",
     );
     assert_full(
-        &get(d, target, &[("Range", "bytes=0-0"), ("If-Range", "\"stale\"")]),
+        &get(
+            d,
+            target,
+            &[("Range", "bytes=0-0"), ("If-Range", "\"stale\"")],
+        ),
         want,
         "If-Range with a stale ETag",
     );
@@ -224,7 +313,11 @@ fn range_battery_on_single() {
     let target = format!("/data?magnet={}&path=big.bin", qenc(&s.magnet("single")));
     battery(&d, &target, &want, boundary, "application/octet-stream");
     // The same ETag and bytes through the path form.
-    let r = get(&d, &format!("/data/infohash/{}/big.bin", s.ih("single")), &[("Range", "bytes=-100")]);
+    let r = get(
+        &d,
+        &format!("/data/infohash/{}/big.bin", s.ih("single")),
+        &[("Range", "bytes=-100")],
+    );
     assert_eq!(r.status, 206);
     assert_bytes_eq(&r.body, &want[want.len() - 100..], "path form, bytes=-100");
 }
@@ -267,17 +360,34 @@ fn content_type_from_extension_and_empty_file() {
         ("dir/a.bin", "application/octet-stream"),
         ("one.bin", "application/octet-stream"),
     ] {
-        let r = d.req("HEAD", &format!("/data?ih={ih}&path={}", qenc(path)), &[], b"", HTTP_TIMEOUT);
+        let r = d.req(
+            "HEAD",
+            &format!("/data?ih={ih}&path={}", qenc(path)),
+            &[],
+            b"",
+            HTTP_TIMEOUT,
+        );
         assert_eq!(r.status, 200, "HEAD {path}");
         let ct = r.header("content-type").unwrap_or_default();
-        assert!(ct.starts_with(want), "{path}: Content-Type {ct:?}, want {want}…");
+        assert!(
+            ct.starts_with(want),
+            "{path}: Content-Type {ct:?}, want {want}…"
+        );
     }
-    let r = get(&d, &format!("/data?ih={ih}&path=empty.bin"), &[("Range", "bytes=0-0")]);
+    let r = get(
+        &d,
+        &format!("/data?ih={ih}&path=empty.bin"),
+        &[("Range", "bytes=0-0")],
+    );
     assert_eq!(r.status, 200, "empty file with a Range: {}", r.text());
     assert_eq!(r.content_length(), Some(0));
     assert!(r.body.is_empty());
     // A one-byte file: first byte = last byte.
     let one = s.file_payload(&s.torrent("multi"), "one.bin");
-    let r = get(&d, &format!("/data?ih={ih}&path=one.bin"), &[("Range", "bytes=-1")]);
+    let r = get(
+        &d,
+        &format!("/data?ih={ih}&path=one.bin"),
+        &[("Range", "bytes=-1")],
+    );
     assert_partial(&r, &one, 0, 0, "one.bin bytes=-1");
 }

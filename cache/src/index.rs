@@ -138,7 +138,11 @@ impl PieceCache {
                 }
                 debug!(piece = key.piece, ?cause, "piece evicted");
                 if cause != RemovalCause::Replaced {
-                    listener_evicted.lock().entry(key.ih).or_default().insert(key.piece);
+                    listener_evicted
+                        .lock()
+                        .entry(key.ih)
+                        .or_default()
+                        .insert(key.piece);
                     listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
                     listener_events(CacheEvent::Evicted(*key));
                 }
@@ -345,7 +349,11 @@ impl PieceCache {
             None => false,
         };
         if count {
-            let c = if hit { &self.counters.hits } else { &self.counters.misses };
+            let c = if hit {
+                &self.counters.hits
+            } else {
+                &self.counters.misses
+            };
             c.fetch_add(1, Ordering::Relaxed);
         }
         Ok(hit)
@@ -354,7 +362,12 @@ impl PieceCache {
     /// Registers a reader's lookahead window (initially empty) and returns its id.
     pub fn open_window(&self, ih: Ih) -> u64 {
         let id = self.next_window.fetch_add(1, Ordering::Relaxed);
-        self.pins.lock().entry(ih).or_default().windows.insert(id, 0..0);
+        self.pins
+            .lock()
+            .entry(ih)
+            .or_default()
+            .windows
+            .insert(id, 0..0);
         id
     }
 
@@ -452,7 +465,10 @@ mod tests {
     }
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("confluence-cache-test-{name}-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!(
+            "confluence-cache-test-{name}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
@@ -486,7 +502,10 @@ mod tests {
         for piece in 0..10u32 {
             let p = stage(&cache, &format!("s{piece}"), &[piece as u8; 1024]);
             cache.store(Key { ih, piece }, &p, 1024).unwrap();
-            assert!(disk_bytes(&dir) <= 4 * 1024, "disk over capacity after piece {piece}");
+            assert!(
+                disk_bytes(&dir) <= 4 * 1024,
+                "disk over capacity after piece {piece}"
+            );
         }
         let u = cache.usage();
         assert!(u.indexed_bytes <= 4096);

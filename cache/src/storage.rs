@@ -26,8 +26,8 @@ use std::{
 
 use librqbit::{
     storage::{
-        filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactory,
-        StorageFactoryExt, TorrentStorage,
+        filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactory, StorageFactoryExt,
+        TorrentStorage,
     },
     ManagedTorrentShared, TorrentMetadata,
 };
@@ -111,7 +111,13 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         for piece in self.staging.get_mut().keys() {
-            self.cache.set_partial(Key { ih: self.ih, piece: *piece }, false);
+            self.cache.set_partial(
+                Key {
+                    ih: self.ih,
+                    piece: *piece,
+                },
+                false,
+            );
         }
         let _ = std::fs::remove_dir_all(&self.staging_dir);
     }
@@ -166,11 +172,22 @@ impl Inner {
             return Ok(None);
         }
         let path = self.staged_path(piece);
-        let f = match OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path) {
+        let f = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&self.staging_dir)?;
-                OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&path)?
             }
             Err(e) => return Err(e),
         };
@@ -209,7 +226,15 @@ impl TorrentStorage for CacheStorage {
                 read_or_zero(&f, in_piece, out);
                 continue;
             }
-            if inner.cache.read(Key { ih: inner.ih, piece }, in_piece, out, false)? {
+            if inner.cache.read(
+                Key {
+                    ih: inner.ih,
+                    piece,
+                },
+                in_piece,
+                out,
+                false,
+            )? {
                 continue;
             }
             if self.checking {
@@ -231,12 +256,10 @@ impl TorrentStorage for CacheStorage {
             }
         };
         for (piece, in_piece, at, n) in segments {
-            let res = inner
-                .staging_file(piece, true)
-                .and_then(|f| match f {
-                    Some(f) => f.write_all_at(&buf[at..at + n], in_piece),
-                    None => Ok(()),
-                });
+            let res = inner.staging_file(piece, true).and_then(|f| match f {
+                Some(f) => f.write_all_at(&buf[at..at + n], in_piece),
+                None => Ok(()),
+            });
             if let Err(e) = res {
                 // Never fail a write (see the module doc): the piece will fail its hash check.
                 warn!(piece, "cannot write to the staging area: {e}");
@@ -270,11 +293,20 @@ impl TorrentStorage for CacheStorage {
         let Some(_file) = inner.staging.lock().remove(&piece) else {
             return Ok(());
         };
-        inner.cache.set_partial(Key { ih: inner.ih, piece }, false);
+        inner.cache.set_partial(
+            Key {
+                ih: inner.ih,
+                piece,
+            },
+            false,
+        );
         let len = inner
             .piece_len
             .min(inner.total_len - u64::from(piece) * inner.piece_len);
-        let key = Key { ih: inner.ih, piece };
+        let key = Key {
+            ih: inner.ih,
+            piece,
+        };
         if let Err(e) = inner.cache.store(key, &inner.staged_path(piece), len) {
             warn!(piece, "cannot move a verified piece into the cache: {e}");
         }

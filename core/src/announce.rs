@@ -60,7 +60,8 @@ async fn http(rest: &str, ih: &InfoHash, peer_id: &[u8; 20], port: u16) -> std::
         percent_encode(peer_id, NON_ALPHANUMERIC),
     );
     let mut s = TcpStream::connect(&host).await?;
-    let req = format!("GET {path}{sep}{query} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("GET {path}{sep}{query} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).await?;
@@ -142,6 +143,9 @@ mod tests {
             host_port("127.0.0.1:6969/announce", 80),
             ("127.0.0.1:6969".into(), "/announce".into())
         );
-        assert_eq!(host_port("t.example/a?x=1", 80), ("t.example:80".into(), "/a?x=1".into()));
+        assert_eq!(
+            host_port("t.example/a?x=1", 80),
+            ("t.example:80".into(), "/a?x=1".into())
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::{
 };
 
 use confluence_cache::{Key, PieceCache};
-use librqbit::storage::{filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactoryExt};
+use librqbit::storage::{
+    filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactoryExt,
+};
 
 use crate::torrent::ManagedTorrentHandle;
 use tracing::warn;
@@ -56,7 +58,9 @@ impl Backend {
             Backend::Cache { cache, .. } => {
                 confluence_cache::CacheStorageFactory::new(cache.clone()).boxed()
             }
-            Backend::Files { .. } => HookedFactory::new(FilesystemStorageFactory::default(), sink).boxed(),
+            Backend::Files { .. } => {
+                HookedFactory::new(FilesystemStorageFactory::default(), sink).boxed()
+            }
         }
     }
 
@@ -198,7 +202,10 @@ fn read_files(info: &Info, folder: &Path, abs: u64, buf: &mut [u8]) -> io::Resul
         done += n;
     }
     if done != buf.len() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the torrent's files"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "read past the torrent's files",
+        ));
     }
     Ok(())
 }

@@ -125,7 +125,8 @@ impl Engine {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data dir {}", data.display()))?;
-        let store = MetaStore::open(&data.join("torrents")).context("opening the metainfo store")?;
+        let store =
+            MetaStore::open(&data.join("torrents")).context("opening the metainfo store")?;
         let session_dir = data.join("session");
         std::fs::create_dir_all(&session_dir)?;
         // The daemon owns the torrent list: librqbit must not restore its own at start-up.
@@ -152,8 +153,12 @@ impl Engine {
                     };
                     publish(&tx, &progress, InfoHash(key.ih), key.piece, kind);
                 });
-                let cache = confluence_cache::PieceCache::open(&data.join("cache"), config.cache_capacity, sink)
-                    .context("opening the piece cache")?;
+                let cache = confluence_cache::PieceCache::open(
+                    &data.join("cache"),
+                    config.cache_capacity,
+                    sink,
+                )
+                .context("opening the piece cache")?;
                 let scratch_dir = data.join("scratch");
                 let _ = std::fs::remove_dir_all(&scratch_dir);
                 Backend::Cache {
@@ -173,7 +178,9 @@ impl Engine {
             (true, true) => ListenerMode::TcpAndUtp,
             (true, false) => ListenerMode::TcpOnly,
             (false, true) => ListenerMode::UtpOnly,
-            (false, false) => anyhow::bail!("-tcpPeers=false and -utpPeers=false leave no way to reach peers"),
+            (false, false) => {
+                anyhow::bail!("-tcpPeers=false and -utpPeers=false leave no way to reach peers")
+            }
         };
         let opts = SessionOptions {
             dht: config.dht.then(|| DhtSessionConfig {
@@ -286,9 +293,9 @@ impl Engine {
         let info_bytes = m.info_bytes.clone().unwrap_or_default();
         let ih = InfoHash::from_sha1_of(&info_bytes);
         let info = match &m.info_bytes {
-            Some(b) => Some(Arc::new(
-                parse_info(b).map_err(|e| PostError::Info(format!("unmarshalling info bytes: {e}")))?,
-            )),
+            Some(b) => Some(Arc::new(parse_info(b).map_err(|e| {
+                PostError::Info(format!("unmarshalling info bytes: {e}"))
+            })?)),
             None => None,
         };
         let _rt = self.inner.rt.enter();

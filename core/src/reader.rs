@@ -18,10 +18,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::{
-    io::AsyncSeekExt,
-    sync::broadcast,
-};
+use tokio::{io::AsyncSeekExt, sync::broadcast};
 use tracing::debug;
 
 use crate::{
@@ -46,7 +43,6 @@ pub enum Selection {
     File(usize),
     All,
 }
-
 
 /// The librqbit stream that steers downloads toward this reader.
 struct Cursor {
@@ -84,7 +80,10 @@ impl Engine {
             .storage
             .cache()
             .map(|c| c.open_window(torrent.ih.0));
-        self.inner.stats.open_readers.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .open_readers
+            .fetch_add(1, Ordering::Relaxed);
         Reader {
             engine: self.inner.clone(),
             torrent,
@@ -102,7 +101,10 @@ impl Drop for Reader {
         if let (Some(c), Some(w)) = (self.engine.storage.cache(), self.window) {
             c.close_window(self.torrent.ih.0, w);
         }
-        self.engine.stats.open_readers.fetch_sub(1, Ordering::Relaxed);
+        self.engine
+            .stats
+            .open_readers
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -154,7 +156,11 @@ impl Reader {
             if self.read_now(piece, in_piece, &mut buf)? {
                 return self.served(buf);
             }
-            let (mut live, primed) = self.torrent.live_for(file, pos, None).await.map_err(other)?;
+            let (mut live, primed) = self
+                .torrent
+                .live_for(file, pos, None)
+                .await
+                .map_err(other)?;
             self.adopt(&live, file, pos, primed);
             if self.engine.storage.cache().is_some()
                 && librqbit_has(&live.handle, &self.engine.api, piece)
@@ -162,9 +168,18 @@ impl Reader {
                 // librqbit sets its have bit just before it hands the piece to the cache: unless
                 // the cache evicted it, give that a moment before deciding the claim is stale.
                 let cache = self.engine.storage.cache().expect("checked above");
-                let key = confluence_cache::Key { ih: self.torrent.ih.0, piece };
+                let key = confluence_cache::Key {
+                    ih: self.torrent.ih.0,
+                    piece,
+                };
                 if !cache.was_evicted(key) {
-                    wait_piece(&mut events, &self.torrent, piece, Duration::from_millis(300)).await;
+                    wait_piece(
+                        &mut events,
+                        &self.torrent,
+                        piece,
+                        Duration::from_millis(300),
+                    )
+                    .await;
                     if self.read_now(piece, in_piece, &mut buf)? {
                         return self.served(buf);
                     }
@@ -174,7 +189,11 @@ impl Reader {
                     self.engine.stats.repairs.fetch_add(1, Ordering::Relaxed);
                     let (l, primed) = self
                         .torrent
-                        .live_for(file, pos, Some((live.generation, "the cache dropped pieces librqbit claims")))
+                        .live_for(
+                            file,
+                            pos,
+                            Some((live.generation, "the cache dropped pieces librqbit claims")),
+                        )
                         .await
                         .map_err(other)?;
                     self.adopt(&l, file, pos, primed);
@@ -193,7 +212,11 @@ impl Reader {
                 self.engine.stats.kicks.fetch_add(1, Ordering::Relaxed);
                 let (l, primed) = self
                     .torrent
-                    .live_for(file, pos, Some((live.generation, "no progress: waking idle peers")))
+                    .live_for(
+                        file,
+                        pos,
+                        Some((live.generation, "no progress: waking idle peers")),
+                    )
                     .await
                     .map_err(other)?;
                 self.adopt(&l, file, pos, primed);
@@ -236,12 +259,10 @@ impl Reader {
             return;
         };
         let pl = self.info.piece_length;
-        let file_end = self
-            .file_at(abs)
-            .map_or(self.start + self.len, |i| {
-                let f = &self.info.files[i];
-                f.offset + f.length
-            });
+        let file_end = self.file_at(abs).map_or(self.start + self.len, |i| {
+            let f = &self.info.files[i];
+            f.offset + f.length
+        });
         let end = abs.saturating_add(STREAM_WINDOW).min(file_end).max(abs + 1);
         let first = (abs / pl) as u32;
         let last = end.div_ceil(pl) as u32;

@@ -5,12 +5,7 @@ use std::sync::{atomic::Ordering, Arc};
 
 use serde::Serialize;
 
-use crate::{
-    backend::librqbit_has,
-    engine::Engine,
-    ident::InfoHash,
-    torrent::Torrent,
-};
+use crate::{backend::librqbit_has, engine::Engine, ident::InfoHash, torrent::Torrent};
 
 /// Piece priority, numbered as anacrolix/torrent's (what `/fileState` reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -152,7 +147,11 @@ impl Engine {
                 for w in cache.windows(t.ih.0) {
                     for p in w.clone() {
                         if let Some(s) = states.get_mut(p as usize) {
-                            let pri = if p == w.start { Priority::Now } else { Priority::Readahead };
+                            let pri = if p == w.start {
+                                Priority::Now
+                            } else {
+                                Priority::Readahead
+                            };
                             if pri == Priority::Now || s.priority == Priority::None {
                                 s.priority = pri;
                             }
@@ -242,7 +241,11 @@ impl Engine {
             open_readers: inner.stats.open_readers.load(Ordering::Relaxed),
             bytes_served: inner.stats.bytes_served.load(Ordering::Relaxed),
             repairs: inner.stats.repairs.load(Ordering::Relaxed),
-            torrents: self.torrents().iter().map(|t| self.torrent_status(t)).collect(),
+            torrents: self
+                .torrents()
+                .iter()
+                .map(|t| self.torrent_status(t))
+                .collect(),
         }
     }
 

@@ -180,7 +180,10 @@ impl Torrent {
             return Ok(i);
         }
         let info = Arc::new(parse_info(info_bytes).context("unmarshalling info bytes")?);
-        anyhow::ensure!(info.info_hash == self.ih, "info does not match the infohash");
+        anyhow::ensure!(
+            info.info_hash == self.ih,
+            "info does not match the infohash"
+        );
         self.set_info(info.clone());
         Ok(info)
     }
@@ -334,7 +337,12 @@ impl Torrent {
                 .get(&self.ih)
                 .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(300))
         });
-        quiet && live.handle.stats().live.is_some_and(|l| l.snapshot.peer_stats.live > 0)
+        quiet
+            && live
+                .handle
+                .stats()
+                .live
+                .is_some_and(|l| l.snapshot.peer_stats.live > 0)
     }
 
     /// Takes the torrent out of the session (its data stays in the cache).
@@ -366,7 +374,11 @@ impl Torrent {
             return None;
         }
         let tiers = self.trackers();
-        let (ih, peer_id, port) = (self.ih, live.handle.shared().peer_id.0, engine.listen_addr.port());
+        let (ih, peer_id, port) = (
+            self.ih,
+            live.handle.shared().peer_id.0,
+            engine.listen_addr.port(),
+        );
         Some(async move { crate::announce::announce_stopped(&tiers, ih, peer_id, port).await })
     }
 
@@ -398,7 +410,11 @@ impl Torrent {
             force_tracker_interval: Some(std::time::Duration::from_secs(60)),
             only_files: Some(vec![]),
             overwrite: true,
-            output_folder: Some(engine.storage.output_folder(&self.ih, self.info().as_deref())),
+            output_folder: Some(
+                engine
+                    .storage
+                    .output_folder(&self.ih, self.info().as_deref()),
+            ),
             disable_trackers: engine.config.disable_trackers,
             ..Default::default()
         };
@@ -417,9 +433,7 @@ impl Torrent {
             .add_torrent(add, Some(opts))
             .await
             .context("adding the torrent to the session")?;
-        let handle = resp
-            .into_handle()
-            .context("librqbit returned no handle")?;
+        let handle = resp.into_handle().context("librqbit returned no handle")?;
         handle.wait_until_initialized().await?;
         self.adopt_metadata(&engine, &handle);
         Ok(handle)
@@ -430,7 +444,9 @@ impl Torrent {
         if self.info().is_some() {
             return;
         }
-        let Some(meta) = handle.metadata.load_full() else { return };
+        let Some(meta) = handle.metadata.load_full() else {
+            return;
+        };
         match self.set_info_bytes(&meta.info_bytes) {
             Ok(_) => {
                 if let Some(m) = self.metainfo() {
@@ -448,7 +464,10 @@ impl Torrent {
         for tier in self.trackers() {
             for tr in tier {
                 m.push_str("&tr=");
-                m.push_str(&percent_encoding::utf8_percent_encode(&tr, percent_encoding::NON_ALPHANUMERIC).to_string());
+                m.push_str(
+                    &percent_encoding::utf8_percent_encode(&tr, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string(),
+                );
             }
         }
         m
@@ -466,7 +485,10 @@ mod tests {
     #[test]
     fn tiers_merge_by_index() {
         let mut t = vec![vec!["a".to_string()]];
-        assert!(merge_tiers(&mut t, &[vec!["a".into(), "b".into()], vec!["c".into()]]));
+        assert!(merge_tiers(
+            &mut t,
+            &[vec!["a".into(), "b".into()], vec!["c".into()]]
+        ));
         assert_eq!(t, vec![vec!["a".to_string(), "b".into()], vec!["c".into()]]);
         assert!(!merge_tiers(&mut t, &[vec!["b".into()]]));
     }

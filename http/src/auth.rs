@@ -44,7 +44,10 @@ pub async fn require_token(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     match token {
         Some(t) if !authorized(&req, &t) => {
-            let mut resp = text_response(StatusCode::UNAUTHORIZED, "unauthorized: missing or wrong token");
+            let mut resp = text_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: missing or wrong token",
+            );
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),

@@ -25,8 +25,9 @@ use sha1::Digest as _;
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
 
-/// Default timeout of one HTTP request (a 64 MiB download from loopback takes seconds).
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(180);
+/// Default timeout of one HTTP request: a 64 MiB download from loopback takes seconds, and a
+/// client that re-announces every minute while it lacks peers (as anacrolix does) fits too.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The log filter given to every daemon, so that `torrent dropped` (info) is always logged.
 const DAEMON_LOG: &str = "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn";
@@ -131,7 +132,8 @@ pub fn swarm() -> &'static Swarm {
 }
 
 fn read_pairs(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(text
         .lines()
         .filter_map(|l| l.split_once(' '))
@@ -163,7 +165,12 @@ impl Swarm {
                     out.trim()
                 ))
             }
-            None => return Err(format!("`swarm.sh up {}` did not finish in 300 s", dir.display())),
+            None => {
+                return Err(format!(
+                    "`swarm.sh up {}` did not finish in 300 s",
+                    dir.display()
+                ))
+            }
         }
         Ok(Swarm {
             infohashes: read_pairs(&dir.join("infohashes"))?,
@@ -401,7 +408,12 @@ impl Daemon {
 
     /// Starts `confluence <addr_args> -torrentAddr=127.0.0.1:0 -dht=false -dataDir=<dir> <args>`
     /// and waits (≤ 20 s) until `/health` on `port` answers 200.
-    pub fn launch(dir: &Path, addr_args: Vec<String>, port: u16, args: Vec<String>) -> Result<Daemon, String> {
+    pub fn launch(
+        dir: &Path,
+        addr_args: Vec<String>,
+        port: u16,
+        args: Vec<String>,
+    ) -> Result<Daemon, String> {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let log_path = dir.join("daemon.log");
         let log = OpenOptions::new()
@@ -421,7 +433,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        let child = cmd.spawn().map_err(|e| format!("cannot spawn {}: {e}", binary()))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot spawn {}: {e}", binary()))?;
         let mut d = Daemon {
             child: Some(child),
             port,
@@ -434,8 +448,12 @@ impl Daemon {
             if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 d.child = None;
                 let log = fs::read(&log_path).unwrap_or_default();
-                let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..]).into_owned();
-                return Err(format!("confluence exited at start ({st}): {}", tail.trim()));
+                let tail = String::from_utf8_lossy(&log[(log_start as usize).min(log.len())..])
+                    .into_owned();
+                return Err(format!(
+                    "confluence exited at start ({st}): {}",
+                    tail.trim()
+                ));
             }
             if let Ok(r) = try_request(port, "GET", "/health", &[], b"", Duration::from_secs(2)) {
                 if r.status == 200 {
@@ -444,7 +462,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 d.stop();
-                return Err(format!("/health on port {port} not 200 within 20 s; log: {}", d.log_tail(20)));
+                return Err(format!(
+                    "/health on port {port} not 200 within 20 s; log: {}",
+                    d.log_tail(20)
+                ));
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -472,20 +493,41 @@ impl Daemon {
         request(self.port, "GET", target, headers, b"", HTTP_TIMEOUT)
     }
 
-    pub fn req(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Resp {
+    pub fn req(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Resp {
         request(self.port, method, target, headers, body, timeout)
     }
 
     /// POSTs a .torrent to `/metainfo`; asserts 200 and the body `<ih>\n`.
     pub fn post_metainfo(&self, torrent: &[u8], ih: &str) {
-        let r = request(self.port, "POST", "/metainfo", &[], torrent, Duration::from_secs(30));
+        let r = request(
+            self.port,
+            "POST",
+            "/metainfo",
+            &[],
+            torrent,
+            Duration::from_secs(30),
+        );
         assert_eq!(r.status, 200, "POST /metainfo: {}", r.text());
         assert_eq!(r.text(), format!("{ih}\n"), "POST /metainfo body");
     }
 
     /// Asserts `/health` answers 200 (the daemon still serves).
     pub fn assert_healthy(&self) {
-        let r = request(self.port, "GET", "/health", &[], b"", Duration::from_secs(10));
+        let r = request(
+            self.port,
+            "GET",
+            "/health",
+            &[],
+            b"",
+            Duration::from_secs(10),
+        );
         assert_eq!(r.status, 200, "/health");
     }
 
@@ -525,7 +567,9 @@ impl Daemon {
 
     /// SIGTERM, wait ≤ 5 s, then SIGKILL; always reaps the child.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = child.id() as libc::pid_t;
         if let Ok(None) = child.try_wait() {
             // SAFETY: `pid` is our own child, not yet reaped, so it names this process.
@@ -630,7 +674,8 @@ pub fn try_request(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(timeout))?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -646,7 +691,7 @@ pub fn try_request(
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(timed_out(&format!(
-                "{method} {target}: no complete response within {timeout:?} ({} bytes read)",
+                "no complete response within {timeout:?} ({} bytes read)",
                 raw.len()
             )));
         }
@@ -655,9 +700,14 @@ pub fn try_request(
             Ok(0) => break,
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(timed_out(&format!(
-                    "{method} {target}: no complete response within {timeout:?} ({} bytes read)",
+                    "no complete response within {timeout:?} ({} bytes read)",
                     raw.len()
                 )))
             }
@@ -666,16 +716,17 @@ pub fn try_request(
             Err(e) => return Err(e),
         }
     }
-    parse_response(method, target, raw)
+    parse_response(method, raw)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn parse_response(method: &str, target: &str, raw: Vec<u8>) -> io::Result<Resp> {
-    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, format!("{method} {target}: {m}"));
-    let end = find(&raw, b"\r\n\r\n").ok_or_else(|| bad(format!("no header end in {} bytes", raw.len())))?;
+fn parse_response(method: &str, raw: Vec<u8>) -> io::Result<Resp> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    let end = find(&raw, b"\r\n\r\n")
+        .ok_or_else(|| bad(format!("no header end in {} bytes", raw.len())))?;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -727,9 +778,16 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Like [`try_request`] but panics with context on an I/O error.
-pub fn request(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Resp {
+pub fn request(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Resp {
     try_request(port, method, target, headers, body, timeout)
-        .unwrap_or_else(|e| panic!("{method} {target} on port {port}: {e}"))
+        .unwrap_or_else(|e| panic!("{method} {target} (port {port}): {e}"))
 }
 
 /// Percent-encodes `s` for a query value: everything but ALPHA / DIGIT / `-._~`.
@@ -796,7 +854,10 @@ pub fn assert_one_line(r: &Resp, what: &str) {
         "{what}: body is not exactly one line: {t:?}"
     );
     let ct = r.header("content-type").unwrap_or_default();
-    assert!(ct.starts_with("text/plain"), "{what}: Content-Type {ct:?}, want text/plain");
+    assert!(
+        ct.starts_with("text/plain"),
+        "{what}: Content-Type {ct:?}, want text/plain"
+    );
 }
 
 /// 40 random hex digits (not a torrent of the swarm).
@@ -825,7 +886,10 @@ pub enum Bencode {
 impl Bencode {
     pub fn get(&self, key: &str) -> Option<&Bencode> {
         match self {
-            Bencode::Dict(d) => d.iter().find(|(k, _, _)| k == key.as_bytes()).map(|(_, v, _)| v),
+            Bencode::Dict(d) => d
+                .iter()
+                .find(|(k, _, _)| k == key.as_bytes())
+                .map(|(_, v, _)| v),
             _ => None,
         }
     }
@@ -855,7 +919,18 @@ impl Bencode {
     }
 
     pub fn str(&self) -> Option<String> {
-        self.bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+        self.bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// Every string inside this value, recursively (e.g. the URLs of an `announce-list`).
+    pub fn strings(&self) -> Vec<String> {
+        match self {
+            Bencode::Bytes(b) => vec![String::from_utf8_lossy(b).into_owned()],
+            Bencode::List(l) => l.iter().flat_map(Bencode::strings).collect(),
+            Bencode::Dict(d) => d.iter().flat_map(|(_, v, _)| v.strings()).collect(),
+            Bencode::Int(_) => Vec::new(),
+        }
     }
 
     pub fn list(&self) -> Option<&[Bencode]> {
@@ -874,7 +949,10 @@ pub fn bdecode_at(b: &[u8], pos: usize) -> Result<(Bencode, usize), String> {
         Some(b'i') => {
             let end = pos + 1 + find(&b[pos + 1..], b"e").ok_or_else(|| err("unterminated int"))?;
             let s = std::str::from_utf8(&b[pos + 1..end]).map_err(|_| err("bad int"))?;
-            Ok((Bencode::Int(s.parse().map_err(|_| err("bad int"))?), end + 1))
+            Ok((
+                Bencode::Int(s.parse().map_err(|_| err("bad int"))?),
+                end + 1,
+            ))
         }
         Some(b'l') => {
             let mut p = pos + 1;
@@ -891,7 +969,9 @@ pub fn bdecode_at(b: &[u8], pos: usize) -> Result<(Bencode, usize), String> {
             let mut out = Vec::new();
             while b.get(p) != Some(&b'e') {
                 let (k, e) = bdecode_at(b, p)?;
-                let Bencode::Bytes(k) = k else { return Err(err("dict key is not a string")) };
+                let Bencode::Bytes(k) = k else {
+                    return Err(err("dict key is not a string"));
+                };
                 let (v, e2) = bdecode_at(b, e)?;
                 out.push((k, v, e..e2));
                 p = e2;
@@ -904,7 +984,9 @@ pub fn bdecode_at(b: &[u8], pos: usize) -> Result<(Bencode, usize), String> {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| err("bad length"))?;
-            let data = b.get(colon + 1..colon + 1 + n).ok_or_else(|| err("string past the end"))?;
+            let data = b
+                .get(colon + 1..colon + 1 + n)
+                .ok_or_else(|| err("string past the end"))?;
             Ok((Bencode::Bytes(data.to_vec()), colon + 1 + n))
         }
         Some(c) => Err(err(&format!("unexpected byte {c:#x}"))),
@@ -941,14 +1023,23 @@ impl TorrentFile {
 
     pub fn from_info(info_bytes: &[u8]) -> TorrentFile {
         let info = bdecode(info_bytes).unwrap_or_else(|e| panic!("bad info: {e}"));
-        let name = info.get("name").and_then(Bencode::str).expect("info without name");
-        let piece_length = info.get("piece length").and_then(Bencode::int).expect("no piece length") as u64;
+        let name = info
+            .get("name")
+            .and_then(Bencode::str)
+            .expect("info without name");
+        let piece_length = info
+            .get("piece length")
+            .and_then(Bencode::int)
+            .expect("no piece length") as u64;
         let (single, files) = match info.get("files").and_then(Bencode::list) {
             Some(list) => (
                 false,
                 list.iter()
                     .map(|f| {
-                        let len = f.get("length").and_then(Bencode::int).expect("file without length") as u64;
+                        let len = f
+                            .get("length")
+                            .and_then(Bencode::int)
+                            .expect("file without length") as u64;
                         let path = f
                             .get("path")
                             .and_then(Bencode::list)
@@ -962,7 +1053,10 @@ impl TorrentFile {
                     .collect(),
             ),
             None => {
-                let len = info.get("length").and_then(Bencode::int).expect("no length") as u64;
+                let len = info
+                    .get("length")
+                    .and_then(Bencode::int)
+                    .expect("no length") as u64;
                 (true, vec![(name.clone(), len)])
             }
         };
@@ -1001,7 +1095,10 @@ impl TorrentFile {
             b += self.piece_length;
         }
         let off = b - start;
-        assert!(off + margin <= len, "file {path:?} has no piece boundary {margin} bytes inside");
+        assert!(
+            off + margin <= len,
+            "file {path:?} has no piece boundary {margin} bytes inside"
+        );
         off
     }
 }
