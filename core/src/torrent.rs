@@ -243,53 +243,36 @@ impl Torrent {
 
     /// The live torrent, adding it to the session first if needed (single flight).
     pub async fn live(&self) -> anyhow::Result<Live> {
-        let mut guard = self.live.lock().await;
-        if let Some(l) = guard.as_ref() {
-            if !is_errored(&l.handle) {
-                return Ok(l.clone());
-            }
-            warn!(ih = %self.ih, "torrent is in an error state; re-adding it");
-            self.remove_from_session(guard.take()).await;
-        }
-        let handle = self.add(false).await?;
-        let live = Live {
-            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
-            handle,
-        };
-        *guard = Some(live.clone());
-        Ok(live)
+        Ok(self.ensure_live(None, None).await?.0)
     }
 
     /// Re-adds generation `stale_generation` so librqbit picks up new trackers (it has no
     /// call to add them to a live torrent). Concurrent callers share one re-add.
     pub async fn readd(&self, stale_generation: u64) -> anyhow::Result<Live> {
-        let mut guard = self.live.lock().await;
-        if let Some(l) = guard.as_ref() {
-            if l.generation != stale_generation {
-                return Ok(l.clone());
-            }
-        }
-        info!(ih = %self.ih, "re-adding torrent with new trackers");
-        self.remove_from_session(guard.take()).await;
-        let handle = self.add(false).await?;
-        let live = Live {
-            generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
-            handle,
-        };
-        *guard = Some(live.clone());
-        Ok(live)
+        let stale = Some((stale_generation, "new trackers"));
+        Ok(self.ensure_live(stale, None).await?.0)
     }
 
-    /// The live torrent for a reader about to wait at `pos` of `file`. When this call adds the
-    /// torrent (first use, an error, or a repair of generation `stale`), it is added paused,
-    /// the reader's stream is opened and positioned, and only then are peers connected: a peer
-    /// that finds nothing to request sleeps for seconds in librqbit, so it must find the
-    /// reader's window already there. The stream is returned for the reader to keep.
+    /// The live torrent for a reader about to wait at `pos` of `file`; when this call (re-)adds
+    /// it, the reader's stream comes with it (see `ensure_live`).
     pub async fn live_for(
         &self,
         file: usize,
         pos: u64,
         stale: Option<(u64, &str)>,
+    ) -> anyhow::Result<(Live, Option<Stream>)> {
+        self.ensure_live(stale, Some((file, pos))).await
+    }
+
+    /// The single flight behind every add: returns the current generation unless it is
+    /// `stale` (then re-added, logging the reason) or in librqbit's error state. With `prime`,
+    /// the torrent is added paused, a stream is opened at that (file, position), and only then
+    /// are peers connected: a peer that finds nothing to request sleeps for seconds in
+    /// librqbit, so it must find the reader's window already there.
+    async fn ensure_live(
+        &self,
+        stale: Option<(u64, &str)>,
+        prime: Option<(usize, u64)>,
     ) -> anyhow::Result<(Live, Option<Stream>)> {
         let mut guard = self.live.lock().await;
         if let Some(l) = guard.as_ref() {
@@ -304,20 +287,25 @@ impl Torrent {
             }
             self.remove_from_session(guard.take()).await;
         }
-        let engine = self.engine()?;
-        let handle = self.add(true).await?;
-        let mut stream = handle.clone().stream(file).await?;
-        stream.seek(std::io::SeekFrom::Start(pos)).await?;
-        if handle.is_paused() {
-            engine.session.unpause(&handle).await?;
-        }
+        let handle = self.add(prime.is_some()).await?;
+        let stream = match prime {
+            Some((file, pos)) => {
+                let mut stream = handle.clone().stream(file).await?;
+                stream.seek(std::io::SeekFrom::Start(pos)).await?;
+                if handle.is_paused() {
+                    self.engine()?.session.unpause(&handle).await?;
+                }
+                Some(Box::new(stream) as Stream)
+            }
+            None => None,
+        };
         let live = Live {
             generation: self.generation.fetch_add(1, Ordering::SeqCst) + 1,
             handle,
         };
         *guard = Some(live.clone());
         *self.added_at.lock() = std::time::Instant::now();
-        Ok((live, Some(Box::new(stream))))
+        Ok((live, stream))
     }
 
     /// Whether a reader that saw no progress may re-add generation `generation` to wake
