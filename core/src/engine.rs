@@ -347,6 +347,11 @@ impl Engine {
 }
 
 impl Inner {
+    /// The torrent with this infohash, if in memory.
+    pub(crate) fn get(&self, ih: &InfoHash) -> Option<Arc<Torrent>> {
+        self.torrents.lock().get(ih).cloned()
+    }
+
     fn acquire(self: &Arc<Self>, ih: InfoHash, trackers: &[String]) -> TorrentRef {
         self.acquire_with(ih, trackers, None).0
     }

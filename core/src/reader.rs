@@ -98,6 +98,9 @@ impl Engine {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if let Some(c) = self.cursor.take() {
+            self.torrent.park(c.generation, c.file, c.stream);
+        }
         if let (Some(c), Some(w)) = (self.engine.storage.cache(), self.window) {
             c.close_window(self.torrent.ih.0, w);
         }
@@ -305,14 +308,23 @@ impl Reader {
             .is_some_and(|c| c.generation == live.generation && c.file == file);
         let mut jumped = !reuse;
         if !reuse {
-            self.cursor = None;
-            debug!(ih = %self.torrent.ih, file, pos, "opening a librqbit stream");
-            let stream = live.handle.clone().stream(file).await.map_err(other)?;
+            if let Some(c) = self.cursor.take() {
+                self.torrent.park(c.generation, c.file, c.stream);
+            }
+            let (stream, pos0) = match self.torrent.unpark(live.generation, file) {
+                // Its position is unknown here: seek it in any case below.
+                Some(s) => (s, u64::MAX),
+                None => {
+                    debug!(ih = %self.torrent.ih, file, pos, "opening a librqbit stream");
+                    let s = live.handle.clone().stream(file).await.map_err(other)?;
+                    (Box::new(s) as Stream, 0)
+                }
+            };
             self.cursor = Some(Cursor {
                 generation: live.generation,
                 file,
-                pos: 0,
-                stream: Box::new(stream),
+                pos: pos0,
+                stream,
             });
         }
         let c = self.cursor.as_mut().expect("cursor was just set");

@@ -33,6 +33,9 @@ use crate::{
     metainfo::{build_torrent, parse_info, Info, Metainfo},
 };
 
+/// The id of the next torrent added to the librqbit session (see [`Torrent::add`]).
+static NEXT_SESSION_ID: AtomicUsize = AtomicUsize::new(0);
+
 /// The librqbit handle of a live torrent and its generation: every (re-)add is a new
 /// generation, and a reader's stream belongs to the generation it was opened on.
 #[derive(Clone)]
@@ -53,11 +56,28 @@ pub struct Torrent {
     live: tokio::sync::Mutex<Option<Live>>,
     generation: AtomicU64,
     resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Streams of readers that finished recently, kept steering downloads for a while (see
+    /// `park`).
+    parked: Mutex<Vec<Parked>>,
     /// When the torrent was last added to the session (peers need time to connect).
     added_at: Mutex<std::time::Instant>,
     /// The creation date of the metainfo, when known (FUSE mtime).
     pub creation_date: Mutex<Option<i64>>,
 }
+
+/// A stream a finished reader left behind.
+struct Parked {
+    id: u64,
+    generation: u64,
+    file: usize,
+    stream: Stream,
+}
+
+/// How long a finished reader's stream keeps steering downloads, and how many are kept.
+const PARK_FOR: Duration = Duration::from_secs(10);
+const MAX_PARKED: usize = 4;
+
+static PARK_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A reference on a torrent: while one exists the torrent stays; the last one's drop starts the
 /// grace period after which the torrent leaves the session.
@@ -125,6 +145,7 @@ impl Torrent {
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             resolver: Mutex::new(None),
+            parked: Mutex::new(Vec::new()),
             added_at: Mutex::new(std::time::Instant::now()),
             creation_date: Mutex::new(None),
         }
@@ -333,6 +354,47 @@ impl Torrent {
                 .is_some_and(|l| l.snapshot.peer_stats.live > 0)
     }
 
+    /// Keeps a finished reader's stream for `PARK_FOR`. Without an open stream librqbit drops
+    /// its peers as "not needed", and the next request (an HTTP player issues one per seek)
+    /// must reconnect and wait for the seeder's bitfield; with it, the peers stay connected and
+    /// keep fetching the lookahead, and the next reader adopts the stream.
+    pub(crate) fn park(&self, generation: u64, file: usize, stream: Stream) {
+        let Ok(engine) = self.engine() else { return };
+        if self.live_now().is_none_or(|l| l.generation != generation) {
+            return;
+        }
+        let id = PARK_ID.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut parked = self.parked.lock();
+            if parked.len() >= MAX_PARKED {
+                parked.remove(0);
+            }
+            parked.push(Parked {
+                id,
+                generation,
+                file,
+                stream,
+            });
+        }
+        let this = self.engine.clone();
+        let ih = self.ih;
+        engine.rt.spawn(async move {
+            tokio::time::sleep(PARK_FOR).await;
+            if let Some(t) = this.upgrade().and_then(|e| e.get(&ih)) {
+                t.parked.lock().retain(|p| p.id != id);
+            }
+        });
+    }
+
+    /// A parked stream of this generation on `file`, if any (the newest).
+    pub(crate) fn unpark(&self, generation: u64, file: usize) -> Option<Stream> {
+        let mut parked = self.parked.lock();
+        let i = parked
+            .iter()
+            .rposition(|p| p.generation == generation && p.file == file)?;
+        Some(parked.remove(i).stream)
+    }
+
     /// Takes the torrent out of the session (its data stays in the cache).
     pub(crate) async fn leave_session(&self) {
         self.stop_resolver();
@@ -340,6 +402,7 @@ impl Torrent {
         if self.refs.load(Ordering::SeqCst) > 0 {
             return; // Asked for again during the grace period's end.
         }
+        self.parked.lock().clear();
         let live = guard.take();
         let stopped = self.stopped_announce(live.as_ref());
         self.remove_from_session(live).await;
@@ -392,6 +455,10 @@ impl Torrent {
             return Ok(h);
         }
         let opts = AddTorrentOptions {
+            // librqbit's JSON persistence picks a new torrent's id as the largest stored id + 1,
+            // so two torrents added at once get the same id, and the second add returns the
+            // first torrent's handle ("already managed"). Our own ids never collide.
+            preferred_id: Some(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
             paused,
             // Re-announce every minute instead of the tracker's interval (often 15–30 min): a
             // client that drew only dead peers from the tracker must not wait that long.
@@ -422,6 +489,11 @@ impl Torrent {
             .await
             .context("adding the torrent to the session")?;
         let handle = resp.into_handle().context("librqbit returned no handle")?;
+        anyhow::ensure!(
+            handle.info_hash().0 == self.ih.0,
+            "librqbit returned the handle of another torrent ({})",
+            hex::encode(handle.info_hash().0)
+        );
         handle.wait_until_initialized().await?;
         self.adopt_metadata(&engine, &handle);
         Ok(handle)
