@@ -4,36 +4,15 @@
 mod common;
 
 use std::{
-    io::Read,
     thread,
     time::{Duration, Instant},
 };
 
-use common::{assert_bytes_eq, hang_up, qenc, send_get, serial, swarm, Daemon};
+use common::{abort_one, assert_bytes_eq, qenc, serial, swarm, Daemon};
 
 const DROPPED: &str = "torrent dropped";
 const ABORTS: usize = 100;
 const THREADS: usize = 4;
-
-/// One aborted request: send the GET, read `keep` bytes of the answer (0: none at all), hang up.
-fn abort_one(port: u16, target: &str, keep: usize) -> Result<(), String> {
-    let mut s = send_get(port, target).map_err(|e| format!("connect/send: {e}"))?;
-    let mut got = 0;
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while got < keep {
-        if Instant::now() > deadline {
-            return Err(format!("only {got} of {keep} bytes within 60 s"));
-        }
-        match s.read(&mut buf) {
-            Ok(0) => return Err(format!("server closed after {got} bytes")),
-            Ok(n) => got += n,
-            Err(e) => return Err(format!("read after {got} bytes: {e}")),
-        }
-    }
-    hang_up(s);
-    Ok(())
-}
 
 #[test]
 fn aborting_100_streams_mid_way_leaves_no_reference_held() {

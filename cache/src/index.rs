@@ -18,7 +18,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::SystemTime,
+    time::{Duration, Instant, SystemTime},
 };
 
 use moka::{notification::RemovalCause, policy::EvictionPolicy, sync::Cache};
@@ -105,6 +105,18 @@ pub struct PieceCache {
     next_window: AtomicU64,
     counters: Arc<Counters>,
     events: EventSink,
+    /// The last failed write of a piece being downloaded (a full disk), until a piece is stored
+    /// again; and when it was last logged.
+    write_error: Mutex<Option<WriteError>>,
+}
+
+/// See [`PieceCache::write_failed`].
+struct WriteError {
+    error: String,
+    kind: io::ErrorKind,
+    at: Instant,
+    logged: Option<Instant>,
+    unlogged: u64,
 }
 
 impl PieceCache {
@@ -161,6 +173,7 @@ impl PieceCache {
             next_window: AtomicU64::new(0),
             counters,
             events,
+            write_error: Mutex::new(None),
         });
         cache.rescan()?;
         Ok(cache)
@@ -255,9 +268,53 @@ impl PieceCache {
         if let Some(set) = self.evicted.lock().get_mut(&key.ih) {
             set.remove(&key.piece);
         }
+        if let Some(e) = self.write_error.lock().take() {
+            info!(
+                "downloaded data is stored again (last failure: {})",
+                e.error
+            );
+        }
         self.counters.stored.fetch_add(1, Ordering::Relaxed);
         (self.events)(CacheEvent::Stored(key));
         Ok(())
+    }
+
+    /// Records a failed write into staging (a piece being downloaded), e.g. a full disk. It is
+    /// logged at once, then once every 10 s with the number of failures, not once per chunk.
+    pub fn write_failed(&self, piece: u32, e: &io::Error) {
+        let now = Instant::now();
+        let mut slot = self.write_error.lock();
+        let w = slot.get_or_insert_with(|| WriteError {
+            error: String::new(),
+            kind: e.kind(),
+            at: now,
+            logged: None,
+            unlogged: 0,
+        });
+        (w.error, w.kind, w.at) = (e.to_string(), e.kind(), now);
+        w.unlogged += 1;
+        if w.logged
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            warn!(
+                piece,
+                failed_writes = w.unlogged,
+                "cannot store downloaded data: {e}"
+            );
+            (w.logged, w.unlogged) = (Some(now), 0);
+        }
+    }
+
+    /// The last failed write of downloaded data, if it happened within `within` and no piece
+    /// was stored since: a reader waiting for a piece then gives up with this error instead of
+    /// waiting for ever.
+    pub fn recent_write_error(&self, within: Duration) -> Option<io::Error> {
+        let slot = self.write_error.lock();
+        let w = slot.as_ref().filter(|w| w.at.elapsed() <= within)?;
+        Some(io::Error::new(
+            w.kind,
+            format!("cannot store downloaded data: {}", w.error),
+        ))
     }
 
     /// Whether the piece was evicted since [`PieceCache::reset_evicted`] for its torrent (and not

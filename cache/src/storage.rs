@@ -262,7 +262,8 @@ impl TorrentStorage for CacheStorage {
             });
             if let Err(e) = res {
                 // Never fail a write (see the module doc): the piece will fail its hash check.
-                warn!(piece, "cannot write to the staging area: {e}");
+                // The cache logs it (once per 10 s) and waiting readers give up with it.
+                inner.cache.write_failed(piece, &e);
             }
         }
         Ok(())

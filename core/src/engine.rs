@@ -188,7 +188,10 @@ impl Engine {
                 // The DHT shares the peer port when peers listen on every address. librqbit
                 // binds the DHT to the unspecified address, so with peers on one IP its uTP
                 // socket (more specific) would receive the DHT's replies: use its own port then.
-                port: listen_addr.ip().is_unspecified().then_some(listen_addr.port()),
+                port: listen_addr
+                    .ip()
+                    .is_unspecified()
+                    .then_some(listen_addr.port()),
                 persistence: None,
             }),
             listen: Some(ListenerOptions {

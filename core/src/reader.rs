@@ -203,10 +203,34 @@ impl Reader {
                     live = l;
                 }
             }
-            let jumped = self.steer(&live, abs).await?;
+            let jumped = match self.steer(&live, abs).await {
+                Ok(jumped) => jumped,
+                // Another reader re-added the torrent after `live_for` answered, and librqbit
+                // dropped the handle of this generation: start over on the new one.
+                Err(_)
+                    if self
+                        .torrent
+                        .live_now()
+                        .is_none_or(|l| l.generation != live.generation) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
             let idle = jumped && self.torrent.peers_idle(&live);
             let progress = idle || wait_piece(&mut events, &self.torrent, piece, STALL).await;
             let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf)?);
+            if let Some(e) = self
+                .engine
+                .storage
+                .cache()
+                .filter(|_| stalled)
+                .and_then(|c| c.recent_write_error(STALL))
+            {
+                // Downloaded data cannot be stored (a full disk): fail with the reason instead
+                // of waiting for a piece that cannot arrive.
+                return Err(e);
+            }
             if stalled && self.torrent.may_kick(live.generation) {
                 // Nothing at all arrived: librqbit's peers are probably asleep (a peer that
                 // found nothing to request sleeps 5 s, and a new stream does not wake it).

@@ -1,6 +1,8 @@
 //! `/data?ih=|magnet=&path=` and `/data/infohash/<ih>/<path>`: a torrent file (or the whole
 //! torrent) over HTTP, with Range and conditional requests; bytes flow as pieces verify.
 
+use std::borrow::Cow;
+
 use actix_web::{
     body::SizedStream,
     http::{header, Method, StatusCode},
@@ -11,6 +13,7 @@ use confluence_core::{
     ident::{self, InfoHash},
     BodyPart, Engine, Selection,
 };
+use futures::StreamExt;
 
 use crate::{
     conn::ConnFd,
@@ -28,10 +31,12 @@ struct Target {
     disposition: Option<String>,
 }
 
-fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+/// A header's value as text. Bytes that are not visible ASCII are replaced rather than making
+/// the header vanish: `Range: bytes=\xff-` is an invalid range (416), not a request without one.
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<Cow<'_, str>> {
     req.headers()
         .get(name)
-        .and_then(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
         .filter(|v| !v.is_empty())
 }
 
@@ -122,14 +127,20 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
     };
     let content_type = range::content_type_for(&name);
     let get_or_head = matches!(*req.method(), Method::GET | Method::HEAD);
-    let decision = range::decide(
-        get_or_head,
-        size,
-        &etag,
+    let (range_h, if_range, if_match, if_none_match) = (
         header_str(&req, header::RANGE),
         header_str(&req, header::IF_RANGE),
         header_str(&req, header::IF_MATCH),
         header_str(&req, header::IF_NONE_MATCH),
+    );
+    let decision = range::decide(
+        get_or_head,
+        size,
+        &etag,
+        range_h.as_deref(),
+        if_range.as_deref(),
+        if_match.as_deref(),
+        if_none_match.as_deref(),
     );
     let mut resp = HttpResponse::Ok();
     resp.insert_header((header::ETAG, etag.clone()));
@@ -206,10 +217,23 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         resp.body(SizedStream::new(length, empty))
     } else {
         let reader = engine.reader(torrent, info, sel);
-        let rx = engine.stream_body(reader, parts, ConnFd::closed(conn));
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let mut rx = engine.stream_body(reader, parts, ConnFd::closed(conn.clone()));
+        // The head goes out with the first bytes: a failure before any byte (a full disk, a
+        // torrent librqbit refuses) is then an error status with its reason, not a 200 that
+        // stops short.
+        let first = tokio::select! {
+            first = rx.recv() => first,
+            _ = ConnFd::closed(conn) => return crate::client_gone(),
+        };
+        let first = match first {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => return with_disposition(read_error(&e)),
+            None => return crate::client_gone(),
+        };
+        let rest = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
+        let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
         resp.body(SizedStream::new(length, stream))
     };
     if let Some(d) = &target.disposition {
@@ -218,4 +242,33 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         }
     }
     resp
+}
+
+/// The answer to a read that failed before any byte was sent: 507 for a full disk, else 500,
+/// with the error chain on one line (librqbit's errors carry causes and a backtrace).
+fn read_error(e: &std::io::Error) -> HttpResponse {
+    let text = e.to_string();
+    let reason = text
+        .lines()
+        .take_while(|l| !l.starts_with("Stack backtrace"))
+        .map(|l| {
+            let l = l.trim();
+            // "0: cause" lines of anyhow's `{:?}`.
+            l.split_once(": ")
+                .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(l, |(_, cause)| cause)
+        })
+        .filter(|l| !l.is_empty() && *l != "Caused by:")
+        .collect::<Vec<_>>()
+        .join(": ");
+    let full = e.kind() == std::io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(libc::ENOSPC)
+        || text.contains("(os error 28)");
+    let status = if full {
+        StatusCode::INSUFFICIENT_STORAGE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    tracing::warn!("answering {status}: error reading data: {reason}");
+    text_response(status, &format!("error reading data: {reason}"))
 }

@@ -10,10 +10,13 @@ use confluence_core::{
     Engine, PostError, TorrentRef,
 };
 
+use futures::StreamExt;
+
 use crate::{
     conn::ConnFd,
     error::{text_response, HttpError},
     query::Query,
+    MAX_BODY,
 };
 
 /// Resolves `ih=`/`magnet=` and takes a reference on the torrent.
@@ -46,10 +49,11 @@ pub async fn info(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpRes
 /// `/metainfo`: POST stores a metainfo; every other method returns one.
 pub async fn metainfo(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     engine: web::Data<Engine>,
 ) -> Result<HttpResponse, HttpError> {
     if req.method() == Method::POST {
+        let body = read_body(&req, payload).await?;
         return post_metainfo(&engine, &body);
     }
     let (t, q) = torrent_of(&req, &engine)?;
@@ -81,6 +85,37 @@ pub async fn metainfo(
             .insert_header((header::CONTENT_TYPE, "application/x-bittorrent"))
             .body(build_torrent(&m))
     })
+}
+
+/// The request body, at most [`MAX_BODY`] bytes: a larger one (by its `Content-Length`, before
+/// anything is read, or as it arrives) is a 413, a broken one a 400, each with one line.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, HttpError> {
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body too large (limit {MAX_BODY} bytes)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            let e = e.to_string().replace(['\n', '\r'], " ");
+            HttpError::bad_request(format!("error reading body: {e}"))
+        })?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn post_metainfo(engine: &Engine, body: &[u8]) -> Result<HttpResponse, HttpError> {

@@ -71,7 +71,7 @@ impl Shared {
         }
     }
 
-    fn lookup_torrent(self: &Arc<Self>, tid: u32, name: &OsStr, reply: ReplyEntry) {
+    fn lookup_torrent(&self, name: &OsStr, reply: ReplyEntry) {
         let Some(ih) = name
             .to_str()
             .filter(|s| s.len() == 40)
@@ -79,20 +79,15 @@ impl Shared {
         else {
             return reply.error(Errno::ENOENT);
         };
-        if self.table.tree(&ih).is_none() && self.engine.known().binary_search(&ih).is_ok() {
-            // Known but maybe still without metadata: answer now, so listing the root with
-            // attributes never blocks; its contents wait for the metadata.
-            match self.tree_or_ref(ih) {
-                Ok(tree) => reply.entry(&TTL_LONG, &self.table.dir_attr(&tree, 0), GEN),
-                Err(_) => reply.entry(&TTL_SHORT, &self.table.bare_torrent_attr(ih), GEN),
-            }
-            return;
+        // Known or not, with metadata or not: answer now, so that listing the root with
+        // attributes never blocks, and neither does an operation the kernel starts with a
+        // lookup (`mkdir <ih>` gets EEXIST, not a wait for metadata that may never come). An
+        // unknown infohash is added on demand, as `/data?ih=` does; its contents wait for the
+        // metadata.
+        match self.tree_or_ref(ih) {
+            Ok(tree) => reply.entry(&TTL_LONG, &self.table.dir_attr(&tree, 0), GEN),
+            Err(_) => reply.entry(&TTL_SHORT, &self.table.bare_torrent_attr(ih), GEN),
         }
-        // Unknown: add it on demand, as `/data?ih=` does, and wait for its metadata.
-        self.with_tree(tid, ih, move |s, r| match r {
-            Ok(tree) => reply.entry(&TTL_LONG, &s.table.dir_attr(&tree, 0), GEN),
-            Err(e) => reply.error(e),
-        });
     }
 
     fn lookup_in(
@@ -163,7 +158,7 @@ impl Shared {
             return reply.error(Errno::EIO);
         }
         match self.table.node(parent) {
-            Some(Node::Root) => self.lookup_torrent(tid, name, reply),
+            Some(Node::Root) => self.lookup_torrent(name, reply),
             Some(Node::Torrent(ih)) => self.lookup_in(tid, ih, 0, name, reply),
             Some(Node::Dir(ih, d)) => self.lookup_in(tid, ih, d, name, reply),
             Some(Node::File(..)) => reply.error(Errno::ENOTDIR),

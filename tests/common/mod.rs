@@ -22,6 +22,8 @@ use std::{
 
 use sha1::Digest as _;
 
+pub mod fuse;
+
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
 
@@ -259,6 +261,44 @@ impl Swarm {
         }
         guard
     }
+
+    /// SIGKILLs seeder `name` (no `stopped` announce: the tracker keeps listing a dead peer);
+    /// it is started again when the guard drops.
+    pub fn kill_seeder(&'static self, name: &'static str) -> SeederStopped {
+        let guard = SeederStopped { swarm: self, name };
+        if let Err(e) = self.seeder("kill", name) {
+            panic!("{e}");
+        }
+        guard
+    }
+
+    /// Starts seeder `name` (`seed2`, `corrupt`) and waits until the tracker lists it; it is
+    /// stopped again when the guard drops, also when the test fails.
+    pub fn start_seeder(&'static self, name: &'static str) -> SeederStarted {
+        let guard = SeederStarted { swarm: self, name };
+        if let Err(e) = self.seeder("start", name) {
+            panic!("{e}");
+        }
+        guard
+    }
+}
+
+#[must_use]
+pub struct SeederStarted {
+    swarm: &'static Swarm,
+    name: &'static str,
+}
+
+impl Drop for SeederStarted {
+    fn drop(&mut self) {
+        if let Err(e) = self.swarm.seeder("stop", self.name) {
+            if thread::panicking() {
+                eprintln!("{e}");
+            } else {
+                panic!("{e}");
+            }
+        }
+    }
 }
 
 #[must_use]
@@ -455,7 +495,7 @@ impl Daemon {
                     tail.trim()
                 ));
             }
-            if let Ok(r) = try_request(port, "GET", "/health", &[], b"", Duration::from_secs(2)) {
+            if let Ok(r) = try_request(port, "GET", &d.health(), &[], b"", Duration::from_secs(2)) {
                 if r.status == 200 {
                     return Ok(d);
                 }
@@ -468,6 +508,14 @@ impl Daemon {
                 ));
             }
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `/health`, with `?token=` when the daemon runs with `-authToken`.
+    pub fn health(&self) -> String {
+        match self.args.iter().find_map(|a| a.strip_prefix("-authToken=")) {
+            Some(t) => format!("/health?token={}", qenc(t)),
+            None => "/health".to_string(),
         }
     }
 
@@ -523,7 +571,7 @@ impl Daemon {
         let r = request(
             self.port,
             "GET",
-            "/health",
+            &self.health(),
             &[],
             b"",
             Duration::from_secs(10),
@@ -685,6 +733,16 @@ pub fn try_request(
     head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
     s.write_all(body)?;
+    let raw = read_until_close(&mut s, deadline, timeout)?;
+    parse_response(method, raw)
+}
+
+/// Reads until the server closes the connection, at most until `deadline`.
+fn read_until_close(
+    s: &mut TcpStream,
+    deadline: Instant,
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -716,7 +774,32 @@ pub fn try_request(
             Err(e) => return Err(e),
         }
     }
-    parse_response(method, raw)
+    Ok(raw)
+}
+
+/// Sends `bytes` as they are (no `Host`, no framing added: for requests an HTTP client would
+/// refuse to send or would normalise) and reads the response until the server closes. A write
+/// that fails because the server already answered and closed is not an error.
+pub fn raw_request(port: u16, bytes: &[u8], timeout: Duration) -> io::Result<Resp> {
+    let deadline = Instant::now() + timeout;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(timeout))?;
+    if let Err(e) = s.write_all(bytes) {
+        if !matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+        ) {
+            return Err(e);
+        }
+    }
+    let raw = read_until_close(&mut s, deadline, timeout)?;
+    let method = bytes
+        .split(|&b| b == b' ')
+        .next()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_default();
+    parse_response(&method, raw)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -1105,15 +1188,89 @@ impl TorrentFile {
 
 /// Opens a raw connection and sends a GET without reading the answer (for abort tests).
 pub fn send_get(port: u16, target: &str) -> io::Result<TcpStream> {
+    send_get_h(port, target, &[])
+}
+
+/// [`send_get`] with extra headers.
+pub fn send_get_h(port: u16, target: &str, headers: &[(&str, &str)]) -> io::Result<TcpStream> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())?;
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
     Ok(s)
 }
 
 /// Closes both directions of `s` at once (the "client went away" case).
 pub fn hang_up(s: TcpStream) {
     let _ = s.shutdown(Shutdown::Both);
+}
+
+/// One aborted request: send the GET, read `keep` bytes of the answer (0: none at all), hang up.
+pub fn abort_one(port: u16, target: &str, keep: usize) -> Result<(), String> {
+    abort_one_h(port, target, &[], keep)
+}
+
+/// [`abort_one`] with extra headers (e.g. a `Range` from the middle of a file).
+pub fn abort_one_h(
+    port: u16,
+    target: &str,
+    headers: &[(&str, &str)],
+    keep: usize,
+) -> Result<(), String> {
+    let mut s = send_get_h(port, target, headers).map_err(|e| format!("connect/send: {e}"))?;
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got < keep {
+        if Instant::now() > deadline {
+            return Err(format!("only {got} of {keep} bytes within 60 s"));
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return Err(format!("server closed after {got} bytes")),
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("read after {got} bytes: {e}")),
+        }
+    }
+    hang_up(s);
+    Ok(())
+}
+
+/// `/metrics` (the daemon needs `-debugOnMain`) as name → value, labels kept in the name.
+pub fn metrics(d: &Daemon) -> BTreeMap<String, f64> {
+    let r = d.req("GET", "/metrics", &[], b"", Duration::from_secs(10));
+    assert_eq!(
+        r.status,
+        200,
+        "/metrics (is -debugOnMain set?): {}",
+        r.text()
+    );
+    r.text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// One value of `/metrics`; panics if it is missing.
+pub fn metric(d: &Daemon, name: &str) -> f64 {
+    *metrics(d)
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Resident set size of process `pid` in bytes (`VmRSS` of /proc/<pid>/status).
+pub fn vm_rss(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
