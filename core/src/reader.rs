@@ -64,8 +64,10 @@ pub struct Reader {
     cursor: Option<Cursor>,
 }
 
+/// An I/O error with `e`'s whole chain of causes (`{:#}`: an anyhow error's `to_string` is
+/// only its outermost context, e.g. "adding the torrent to the session").
 fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
+    io::Error::other(format!("{e:#}"))
 }
 
 impl Engine {

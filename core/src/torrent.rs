@@ -263,13 +263,13 @@ impl Torrent {
     }
 
     /// The live torrent, adding it to the session first if needed (single flight).
-    pub async fn live(&self) -> anyhow::Result<Live> {
+    pub async fn live(self: &Arc<Self>) -> anyhow::Result<Live> {
         Ok(self.ensure_live(None, None).await?.0)
     }
 
     /// Re-adds generation `stale_generation` so librqbit picks up new trackers (it has no
     /// call to add them to a live torrent). Concurrent callers share one re-add.
-    pub async fn readd(&self, stale_generation: u64) -> anyhow::Result<Live> {
+    pub async fn readd(self: &Arc<Self>, stale_generation: u64) -> anyhow::Result<Live> {
         let stale = Some((stale_generation, "new trackers"));
         Ok(self.ensure_live(stale, None).await?.0)
     }
@@ -277,10 +277,10 @@ impl Torrent {
     /// The live torrent for a reader about to wait at `pos` of `file`; when this call (re-)adds
     /// it, the reader's stream comes with it (see `ensure_live`).
     pub async fn live_for(
-        &self,
+        self: &Arc<Self>,
         file: usize,
         pos: u64,
-        stale: Option<(u64, &str)>,
+        stale: Option<(u64, &'static str)>,
     ) -> anyhow::Result<(Live, Option<Stream>)> {
         self.ensure_live(stale, Some((file, pos))).await
     }
@@ -290,9 +290,25 @@ impl Torrent {
     /// the torrent is added paused, a stream is opened at that (file, position), and only then
     /// are peers connected: a peer that finds nothing to request sleeps for seconds in
     /// librqbit, so it must find the reader's window already there.
+    ///
+    /// It runs as a task of its own: a caller dropped half way (its client went away) must not
+    /// abandon librqbit's add in the middle, which leaves a torrent that never initializes for
+    /// the next caller to wait on for ever, with the lock held.
     async fn ensure_live(
+        self: &Arc<Self>,
+        stale: Option<(u64, &'static str)>,
+        prime: Option<(usize, u64)>,
+    ) -> anyhow::Result<(Live, Option<Stream>)> {
+        let this = self.clone();
+        let rt = self.engine()?.rt.clone();
+        rt.spawn(async move { this.ensure_live_now(stale, prime).await })
+            .await
+            .context("the add task failed")?
+    }
+
+    async fn ensure_live_now(
         &self,
-        stale: Option<(u64, &str)>,
+        stale: Option<(u64, &'static str)>,
         prime: Option<(usize, u64)>,
     ) -> anyhow::Result<(Live, Option<Stream>)> {
         let mut guard = self.live.lock().await;
