@@ -573,7 +573,7 @@ fn pex_false_and_dht_public_ip_are_accepted_with_a_warning() {
     assert!(!d.log().contains("-pex=false"), "-pex=true warns");
     drop(d);
 
-    let d = Daemon::start(&["-dhtPublicIP=1.2.3.4"]);
+    let d = Daemon::start(&["-dhtPublicIP=127.1.2.3"]);
     d.assert_healthy();
     assert!(
         d.log().contains("-dhtPublicIP"),
@@ -601,8 +601,8 @@ fn pex_false_and_dht_public_ip_are_accepted_with_a_warning() {
     let top = bdecode(&r.body).unwrap();
     let nodes = top.get("nodes").map(|n| n.strings()).unwrap_or_default();
     assert!(
-        nodes.len() == 1 && nodes[0].starts_with("1.2.3.4:"),
-        "-dhtPublicIP=1.2.3.4: /upload nodes {nodes:?}"
+        nodes.len() == 1 && nodes[0].starts_with("127.1.2.3:"),
+        "-dhtPublicIP=127.1.2.3: /upload nodes {nodes:?}"
     );
     drop(d);
     let (code, _, err) = run_to_exit(&["-dhtPublicIP=nope"]);
