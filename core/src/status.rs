@@ -251,7 +251,7 @@ impl Engine {
 
     /// The torrent with this infohash, if in memory.
     pub fn torrent(&self, ih: &InfoHash) -> Option<Arc<Torrent>> {
-        self.torrents().into_iter().find(|t| t.ih == *ih)
+        self.inner.get(ih)
     }
 }
 
