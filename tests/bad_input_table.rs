@@ -200,7 +200,12 @@ fn sixty_plus_malformed_requests_get_a_4xx_with_one_line() {
     let s = swarm();
     let single = s.ih("single");
     let multi = s.ih("multi");
-    let d = Daemon::start(&["-torrentGrace=1s", "-disableTrackers"]);
+    // A small cache, so that an upload larger than it fits in a test.
+    let d = Daemon::start(&[
+        "-torrentGrace=1s",
+        "-disableTrackers",
+        "-cacheCapacity=4MiB",
+    ]);
     d.post_metainfo(&s.torrent_bytes("single"), &single);
     d.post_metainfo(&s.torrent_bytes("multi"), &multi);
     let big = format!("/data?ih={single}&path=big.bin");
@@ -762,6 +767,35 @@ fn sixty_plus_malformed_requests_get_a_4xx_with_one_line() {
             400,
             "parsing multipart form: no multipart boundary param in Content-Type",
         ),
+    );
+    let form_ct = b"Content-Type: multipart/form-data; boundary=XyZ\r\n";
+    let upload_too_large = line(
+        413,
+        "upload is larger than the cache capacity (4194304 bytes): raise -cacheCapacity or use -fileDir",
+    );
+    let mut form = b"--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nbig\r\n\
+        --XyZ\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.bin\"\r\n\r\n"
+        .to_vec();
+    form.extend(std::iter::repeat_n(b'u', (4 << 20) + 1));
+    form.extend_from_slice(b"\r\n--XyZ--\r\n");
+    add(
+        "/upload with more file data than the cache holds",
+        req("POST", b"/upload", form_ct, &form),
+        upload_too_large.clone(),
+    );
+    add(
+        "/upload whose Content-Length is over the cache capacity, no body sent",
+        edit(
+            req(
+                "POST",
+                b"/upload",
+                b"Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 1099511627776\r\n",
+                b"",
+            ),
+            "Content-Length: 0\r\n",
+            "",
+        ),
+        upload_too_large,
     );
     add(
         "/bep44 without a target",

@@ -232,6 +232,15 @@ impl<'a> Concat<'a> {
 }
 
 impl Engine {
+    /// The most file data one upload may carry: with the piece cache and a `-cacheCapacity`,
+    /// that capacity (a larger upload would evict its own first pieces while being stored, so
+    /// the torrent it answers with could not be served); `None` (only the disk bounds it) with
+    /// `-fileDir` or `-unlimitedCache`.
+    pub fn upload_limit(&self) -> Option<u64> {
+        self.inner.storage.cache()?;
+        self.inner.config.cache_capacity
+    }
+
     /// A fresh scratch directory for one upload's files, under the data dir (removed on drop).
     /// Leftovers of an earlier process are removed on the first call.
     pub fn upload_dir(&self) -> io::Result<UploadDir> {

@@ -64,11 +64,27 @@ impl Form {
     }
 }
 
-/// Reads the whole form, streaming each `files` part to a file in `dir`.
+/// The 413 for an upload with more than `limit` bytes of file data.
+fn too_large(limit: u64) -> HttpError {
+    HttpError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "upload is larger than the cache capacity ({limit} bytes): \
+             raise -cacheCapacity or use -fileDir"
+        ),
+    )
+}
+
+/// Room in a request body for the form's values and part headers, on top of the file data.
+const FORM_OVERHEAD: u64 = MAX_VALUE as u64 + (1 << 20);
+
+/// Reads the whole form, streaming each `files` part to a file in `dir`; more than `limit`
+/// bytes of file data in all is a 413 as soon as it is seen.
 async fn read_form(
     req: &HttpRequest,
     payload: web::Payload,
     dir: &std::path::Path,
+    limit: Option<u64>,
 ) -> Result<Form, HttpError> {
     let mut mp = actix_multipart::Multipart::new(req.headers(), payload);
     let mut form = Form {
@@ -76,6 +92,7 @@ async fn read_form(
         files: Vec::new(),
     };
     let mut value_bytes = 0usize;
+    let mut file_bytes = 0u64;
     while let Some(field) = mp.next().await {
         let mut field = field.map_err(form_error)?;
         let Some(cd) = field.content_disposition().cloned() else {
@@ -101,6 +118,10 @@ async fn read_form(
                 while let Some(chunk) = field.next().await {
                     let chunk = chunk.map_err(form_error)?;
                     length += chunk.len() as u64;
+                    file_bytes += chunk.len() as u64;
+                    if let Some(limit) = limit.filter(|&l| file_bytes > l) {
+                        return Err(too_large(limit));
+                    }
                     out.write_all(&chunk).await.map_err(|e| {
                         HttpError::new(
                             StatusCode::INTERNAL_SERVER_ERROR,
@@ -158,13 +179,24 @@ pub async fn upload(
     opts: web::Data<Options>,
 ) -> Result<HttpResponse, HttpError> {
     check_content_type(&req)?;
+    let limit = engine.upload_limit();
+    // A body that says it is too large is refused before it is read.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let (Some(limit), Some(n)) = (limit, declared) {
+        if n > limit.saturating_add(FORM_OVERHEAD) {
+            return Err(too_large(limit));
+        }
+    }
     let dir = engine.upload_dir().map_err(|e| {
         HttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("storing upload: {e}"),
         )
     })?;
-    let form = read_form(&req, payload, dir.path()).await?;
+    let form = read_form(&req, payload, dir.path(), limit).await?;
     let name = form
         .value("name")
         .ok_or_else(|| HttpError::bad_request("missing name"))?
