@@ -67,6 +67,7 @@ fn config(f: &flags::Flags) -> anyhow::Result<Config> {
 }
 
 fn main() -> ExitCode {
+    confluence_core::memory::limit_arenas();
     let f = flags::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -519,9 +519,6 @@ fn f3_kill9_mid_download_then_only_verified_bytes_are_served() {
 // 4. A disconnect storm, HTTP and FUSE
 
 #[test]
-#[ignore = "known failure, issue 7: a young daemon's RSS still creeps ~10% per storm before \
-            it levels off (streams, references and torrents do return to 0); run with \
-            `cargo test --test faults -- --ignored f4_`"]
 fn f4_disconnect_storm_leaves_no_stream_no_reference_no_memory() {
     let _g = serial();
     let s = swarm();

@@ -444,13 +444,20 @@ impl Inner {
             }
             debug!(ih = %t.ih, "last reference released");
             t.leave_session().await;
-            let mut map = this.torrents.lock();
-            if t.refs.load(Ordering::SeqCst) == 0
-                && map.get(&t.ih).is_some_and(|cur| Arc::ptr_eq(cur, &t))
-            {
-                map.remove(&t.ih);
-                this.progress.lock().remove(&t.ih);
-                info!(ih = %t.ih, "torrent dropped");
+            let dropped = {
+                let mut map = this.torrents.lock();
+                let ours = t.refs.load(Ordering::SeqCst) == 0
+                    && map.get(&t.ih).is_some_and(|cur| Arc::ptr_eq(cur, &t));
+                if ours {
+                    map.remove(&t.ih);
+                    this.progress.lock().remove(&t.ih);
+                    info!(ih = %t.ih, "torrent dropped");
+                }
+                ours
+            };
+            if dropped {
+                // A dropped torrent's peers, buffers and streams were freed just now.
+                let _ = tokio::task::spawn_blocking(crate::memory::return_free_memory).await;
             }
         };
         self.rt.spawn(release);

@@ -9,6 +9,7 @@ mod config;
 mod engine;
 mod hooked;
 pub mod ident;
+pub mod memory;
 pub mod metainfo;
 mod reader;
 pub mod status;
