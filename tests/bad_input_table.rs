@@ -1018,7 +1018,7 @@ fn torrent_file_names_never_escape_the_file_dir() {
     }
     // Nothing was written outside files/<ih>/ (nor anywhere under the test root but there).
     let mut stray = Vec::new();
-    walk(&root, &mut |p: &Path| {
+    common::walk(&root, &mut |p: &Path| {
         let inside = ihs.iter().any(|ih| p.starts_with(files_dir.join(ih)));
         let name = p
             .file_name()
@@ -1034,17 +1034,6 @@ fn torrent_file_names_never_escape_the_file_dir() {
     assert_no_panic(&d);
     drop(d);
     let _ = fs::remove_dir_all(&root);
-}
-
-fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        f(&p);
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            walk(&p, f);
-        }
-    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ use moka::{notification::RemovalCause, policy::EvictionPolicy, sync::Cache};
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
+use crate::spare::SpareFiles;
+
 /// A torrent's v1 infohash, as raw bytes (the cache does not need anything richer).
 pub type Ih = [u8; 20];
 
@@ -108,6 +110,8 @@ pub struct PieceCache {
     /// The last failed write of a piece being downloaded (a full disk), until a piece is stored
     /// again; and when it was last logged.
     write_error: Mutex<Option<WriteError>>,
+    /// Empty files for pieces about to be downloaded, in `staging/spare`.
+    spares: SpareFiles,
 }
 
 /// See [`PieceCache::write_failed`].
@@ -163,7 +167,6 @@ impl PieceCache {
 
         let cache = Arc::new(Self {
             root,
-            staging_root,
             capacity,
             index,
             pins: Mutex::new(HashMap::new()),
@@ -174,6 +177,8 @@ impl PieceCache {
             counters,
             events,
             write_error: Mutex::new(None),
+            spares: SpareFiles::start(&staging_root.join("spare"))?,
+            staging_root,
         });
         cache.rescan()?;
         Ok(cache)
@@ -231,6 +236,11 @@ impl PieceCache {
 
     pub fn staging_root(&self) -> &Path {
         &self.staging_root
+    }
+
+    /// An empty file, already created, to stage a piece being downloaded in (see `spare`).
+    pub fn spare_file(&self) -> io::Result<(PathBuf, File)> {
+        self.spares.take()
     }
 
     /// Moves a verified piece from `staged` into the cache. Pinned if a reader's window covers
@@ -613,7 +623,12 @@ mod tests {
         }
         let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
         assert_eq!(cache.have_pieces(ih, 4), vec![true, true, true, false]);
-        assert_eq!(std::fs::read_dir(cache.staging_root()).unwrap().count(), 0);
+        // Only the new pool's empty spare files are left in staging.
+        let left: Vec<_> = std::fs::read_dir(cache.staging_root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("spare")]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,6 +3,7 @@
 //! the process: a later request for a cached piece is served without a download.
 
 mod index;
+mod spare;
 mod storage;
 
 pub use index::{CacheEvent, EventSink, Ih, Key, PieceCache, PieceFile, Usage};

@@ -1,7 +1,7 @@
 //! The librqbit storage adapter: how a live torrent writes into and reads from the piece cache.
 //!
 //! librqbit calls these methods from blocking threads with per-file offsets. Chunks of a piece
-//! being downloaded go to a staging file; once librqbit has verified the piece's hash it calls
+//! being downloaded go to a staging file (an empty file the cache made ahead, see `spare`); once librqbit has verified the piece's hash it calls
 //! `on_piece_completed` and the staging file is moved into the [`PieceCache`]. Reads (hash checks,
 //! uploads to peers) look in staging first, then in the cache.
 //!
@@ -15,13 +15,10 @@
 use std::{
     any::TypeId,
     collections::HashMap,
-    fs::{File, OpenOptions},
+    fs::File,
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
 };
 
 use librqbit::{
@@ -49,8 +46,6 @@ impl CacheStorageFactory {
     }
 }
 
-static INSTANCE: AtomicU64 = AtomicU64::new(0);
-
 impl StorageFactory for CacheStorageFactory {
     type Storage = CacheStorage;
 
@@ -61,13 +56,8 @@ impl StorageFactory for CacheStorageFactory {
     ) -> anyhow::Result<CacheStorage> {
         let ih = shared.info_hash.0;
         let lengths = metadata.lengths();
-        // Each instance stages into its own directory: when a torrent is re-added while the old
+        // Each instance stages into files of its own: when a torrent is re-added while the old
         // instance still finishes a write, the two never share a staging file.
-        let staging = self.cache.staging_root().join(format!(
-            "{}-{}",
-            hex::encode(ih),
-            INSTANCE.fetch_add(1, Ordering::Relaxed)
-        ));
         Ok(CacheStorage {
             inner: Arc::new(Inner {
                 cache: self.cache.clone(),
@@ -79,7 +69,6 @@ impl StorageFactory for CacheStorageFactory {
                     .iter()
                     .map(|f| f.offset_in_torrent)
                     .collect(),
-                staging_dir: staging,
                 staging: Mutex::new(HashMap::new()),
             }),
             checking: true,
@@ -104,22 +93,28 @@ struct Inner {
     piece_len: u64,
     total_len: u64,
     file_offsets: Vec<u64>,
-    staging_dir: PathBuf,
-    staging: Mutex<HashMap<u32, Arc<File>>>,
+    /// The staging file of each piece being downloaded.
+    staging: Mutex<HashMap<u32, Staged>>,
+}
+
+struct Staged {
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+impl Inner {
+    /// Forgets every piece being downloaded, deleting what was staged.
+    fn drop_staged(&self) {
+        for (piece, staged) in self.staging.lock().drain() {
+            let _ = std::fs::remove_file(&staged.path);
+            self.cache.set_partial(Key { ih: self.ih, piece }, false);
+        }
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for piece in self.staging.get_mut().keys() {
-            self.cache.set_partial(
-                Key {
-                    ih: self.ih,
-                    piece: *piece,
-                },
-                false,
-            );
-        }
-        let _ = std::fs::remove_dir_all(&self.staging_dir);
+        self.drop_staged();
     }
 }
 
@@ -159,42 +154,25 @@ impl Inner {
         Ok(out)
     }
 
-    fn staged_path(&self, piece: u32) -> PathBuf {
-        self.staging_dir.join(piece.to_string())
-    }
-
     fn staging_file(&self, piece: u32, create: bool) -> std::io::Result<Option<Arc<File>>> {
         let mut staging = self.staging.lock();
-        if let Some(f) = staging.get(&piece) {
-            return Ok(Some(f.clone()));
+        if let Some(s) = staging.get(&piece) {
+            return Ok(Some(s.file.clone()));
         }
         if !create {
             return Ok(None);
         }
-        let path = self.staged_path(piece);
-        let f = match OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.staging_dir)?;
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&path)?
-            }
-            Err(e) => return Err(e),
-        };
-        let f = Arc::new(f);
-        staging.insert(piece, f.clone());
+        let (path, file) = self.cache.spare_file()?;
+        let file = Arc::new(file);
+        staging.insert(
+            piece,
+            Staged {
+                path,
+                file: file.clone(),
+            },
+        );
         self.cache.set_partial(Key { ih: self.ih, piece }, true);
-        Ok(Some(f))
+        Ok(Some(file))
     }
 }
 
@@ -213,8 +191,7 @@ fn read_or_zero(f: &File, offset: u64, buf: &mut [u8]) {
 
 impl TorrentStorage for CacheStorage {
     fn init(&mut self, _: &ManagedTorrentShared, _: &TorrentMetadata) -> anyhow::Result<()> {
-        let _ = std::fs::remove_dir_all(&self.inner.staging_dir);
-        std::fs::create_dir_all(&self.inner.staging_dir)?;
+        self.inner.drop_staged();
         Ok(())
     }
 
@@ -291,7 +268,7 @@ impl TorrentStorage for CacheStorage {
     fn on_piece_completed(&self, piece: ValidPieceIndex) -> anyhow::Result<()> {
         let inner = &self.inner;
         let piece = piece.get();
-        let Some(_file) = inner.staging.lock().remove(&piece) else {
+        let Some(staged) = inner.staging.lock().remove(&piece) else {
             return Ok(());
         };
         inner.cache.set_partial(
@@ -308,7 +285,7 @@ impl TorrentStorage for CacheStorage {
             ih: inner.ih,
             piece,
         };
-        if let Err(e) = inner.cache.store(key, &inner.staged_path(piece), len) {
+        if let Err(e) = inner.cache.store(key, &staged.path, len) {
             warn!(piece, "cannot move a verified piece into the cache: {e}");
         }
         Ok(())

@@ -1274,3 +1274,16 @@ pub fn vm_rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+/// Calls `f` on every entry under `dir` (directories too, each before its contents).
+#[allow(dead_code)]
+pub fn walk(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        f(&p);
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&p, f);
+        }
+    }
+}
