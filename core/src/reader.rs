@@ -142,7 +142,7 @@ impl Reader {
         let in_piece = abs % pl;
         let n = (pl - in_piece).min(self.len - offset).min(max as u64) as usize;
         self.move_window(abs);
-        let mut buf = vec![0u8; n];
+        let mut buf = crate::chunk::buffer(n);
         if self.read_now(piece, in_piece, &mut buf)? {
             self.follow(abs).await;
             return self.served(buf);
@@ -270,7 +270,7 @@ impl Reader {
             .stats
             .bytes_served
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(Bytes::from(buf))
+        Ok(crate::chunk::into_bytes(buf))
     }
 
     fn read_now(&self, piece: u32, in_piece: u64, buf: &mut [u8]) -> io::Result<bool> {
