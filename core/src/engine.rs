@@ -1,10 +1,10 @@
 //! The torrent engine: one librqbit session, the torrents requests name, their references and
 //! grace periods, and the piece events everything else listens to.
 //!
-//! The engine and librqbit run on their own multi-thread tokio runtime (librqbit uses
-//! `block_in_place`, which panics on actix's current-thread workers). Front doors call in through
-//! [`Engine::runtime`]: HTTP handlers spawn there and stream back over channels, FUSE threads
-//! `block_on` it.
+//! The engine and librqbit run on a tokio runtime of their own (the binary's is current-thread,
+//! driven by one `engine` thread: librqbit then writes and hashes inline instead of through
+//! `block_in_place`). Front doors call in through [`Engine::runtime`]: HTTP handlers and FUSE
+//! operations spawn there and get their answers back over channels.
 
 use std::{
     collections::HashMap,
@@ -120,7 +120,8 @@ fn concrete_listen_addr(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
 }
 
 impl Engine {
-    /// Starts the session. Must be called on the engine's multi-thread runtime.
+    /// Starts the session, on the runtime it will live on (librqbit picks inline writes or
+    /// `block_in_place` by that runtime's flavor).
     pub async fn start(config: Config) -> anyhow::Result<Engine> {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)

@@ -396,7 +396,7 @@ pub async fn debug(
 fn runtime_page(engine: &Engine) -> String {
     let m = engine.runtime().metrics();
     let mut o = String::new();
-    let _ = writeln!(o, "Engine runtime (tokio, multi-thread)");
+    let _ = writeln!(o, "Engine runtime (tokio)");
     let _ = writeln!(o, "Workers: {}", m.num_workers());
     let _ = writeln!(o, "Alive tasks: {}", m.num_alive_tasks());
     let _ = writeln!(o, "Global queue depth: {}", m.global_queue_depth());
