@@ -143,7 +143,7 @@ impl Reader {
         let n = (pl - in_piece).min(self.len - offset).min(max as u64) as usize;
         self.move_window(abs);
         let mut buf = crate::chunk::buffer(n);
-        if self.read_now(piece, in_piece, &mut buf)? {
+        if self.read_now(piece, in_piece, &mut buf).await? {
             self.follow(abs).await;
             return self.served(buf);
         }
@@ -158,7 +158,7 @@ impl Reader {
             .ok_or_else(|| other("offset outside the torrent's files"))?;
         let pos = abs - self.info.files[file].offset;
         loop {
-            if self.read_now(piece, in_piece, &mut buf)? {
+            if self.read_now(piece, in_piece, &mut buf).await? {
                 return self.served(buf);
             }
             let (mut live, primed) = self
@@ -185,7 +185,7 @@ impl Reader {
                         Duration::from_millis(300),
                     )
                     .await;
-                    if self.read_now(piece, in_piece, &mut buf)? {
+                    if self.read_now(piece, in_piece, &mut buf).await? {
                         return self.served(buf);
                     }
                 }
@@ -221,7 +221,7 @@ impl Reader {
             };
             let idle = jumped && self.torrent.peers_idle(&live);
             let progress = idle || wait_piece(&mut events, &self.torrent, piece, STALL).await;
-            let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf)?);
+            let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf).await?);
             if let Some(e) = self
                 .engine
                 .storage
@@ -273,12 +273,33 @@ impl Reader {
         Ok(crate::chunk::into_bytes(buf))
     }
 
-    fn read_now(&self, piece: u32, in_piece: u64, buf: &mut [u8]) -> io::Result<bool> {
+    /// Fills `buf` from the stored piece, if it is there. The file read runs on a blocking
+    /// thread: the engine's runtime has one thread, which every peer connection shares, and a
+    /// read from a slow disk must not stall them.
+    /// (The future holds no `&self`: a `Reader` is not `Sync`.)
+    fn read_now<'a>(
+        &self,
+        piece: u32,
+        in_piece: u64,
+        buf: &'a mut Vec<u8>,
+    ) -> impl std::future::Future<Output = io::Result<bool>> + Send + 'a {
+        let engine = self.engine.clone();
+        let info = self.info.clone();
         let live = self.torrent.live_now();
-        let ctx = live.as_ref().map(|l| (l.handle.clone(), &self.engine.api));
-        self.engine
-            .storage
-            .read(&self.info, ctx.as_ref(), piece, in_piece, buf)
+        async move {
+            let mut owned = std::mem::take(buf);
+            let (hit, owned) = tokio::task::spawn_blocking(move || {
+                let ctx = live.as_ref().map(|l| (l.handle.clone(), &engine.api));
+                let hit = engine
+                    .storage
+                    .read(&info, ctx.as_ref(), piece, in_piece, &mut owned);
+                (hit, owned)
+            })
+            .await
+            .map_err(other)?;
+            *buf = owned;
+            hit
+        }
     }
 
     /// Pins the pieces librqbit will fetch for this reader: from its position to the end of the
