@@ -2,7 +2,7 @@
 //! stays within its documented disk bound.
 //!
 //! These tests stop `seed1`; every test of this binary holds `serial()`, and the
-//! `SeederStopped` guard restarts the seeder even when an assertion fails.
+//! `SeederGuard` restarts the seeder even when an assertion fails.
 
 mod common;
 

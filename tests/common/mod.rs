@@ -254,62 +254,52 @@ impl Swarm {
 
     /// Stops seeder `name`; it is started again (and re-registered) when the guard drops,
     /// also when the test fails.
-    pub fn stop_seeder(&'static self, name: &'static str) -> SeederStopped {
-        let guard = SeederStopped { swarm: self, name };
-        if let Err(e) = self.seeder("stop", name) {
-            panic!("{e}");
-        }
-        guard
+    pub fn stop_seeder(&'static self, name: &'static str) -> SeederGuard {
+        self.seeder_change("stop", name, "start")
     }
 
     /// SIGKILLs seeder `name` (no `stopped` announce: the tracker keeps listing a dead peer);
     /// it is started again when the guard drops.
-    pub fn kill_seeder(&'static self, name: &'static str) -> SeederStopped {
-        let guard = SeederStopped { swarm: self, name };
-        if let Err(e) = self.seeder("kill", name) {
-            panic!("{e}");
-        }
-        guard
+    pub fn kill_seeder(&'static self, name: &'static str) -> SeederGuard {
+        self.seeder_change("kill", name, "start")
     }
 
     /// Starts seeder `name` (`seed2`, `corrupt`) and waits until the tracker lists it; it is
     /// stopped again when the guard drops, also when the test fails.
-    pub fn start_seeder(&'static self, name: &'static str) -> SeederStarted {
-        let guard = SeederStarted { swarm: self, name };
-        if let Err(e) = self.seeder("start", name) {
+    pub fn start_seeder(&'static self, name: &'static str) -> SeederGuard {
+        self.seeder_change("start", name, "stop")
+    }
+
+    /// Runs `swarm.sh <action> <name>`; the guard runs `<undo> <name>` when it drops.
+    fn seeder_change(
+        &'static self,
+        action: &str,
+        name: &'static str,
+        undo: &'static str,
+    ) -> SeederGuard {
+        let guard = SeederGuard {
+            swarm: self,
+            name,
+            undo,
+        };
+        if let Err(e) = self.seeder(action, name) {
             panic!("{e}");
         }
         guard
     }
 }
 
+/// Puts a seeder back as the swarm had it (see [`Swarm::stop_seeder`] and its siblings).
 #[must_use]
-pub struct SeederStarted {
+pub struct SeederGuard {
     swarm: &'static Swarm,
     name: &'static str,
+    undo: &'static str,
 }
 
-impl Drop for SeederStarted {
+impl Drop for SeederGuard {
     fn drop(&mut self) {
-        if let Err(e) = self.swarm.seeder("stop", self.name) {
-            if thread::panicking() {
-                eprintln!("{e}");
-            } else {
-                panic!("{e}");
-            }
-        }
-    }
-}
-
-#[must_use]
-pub struct SeederStopped {
-    swarm: &'static Swarm,
-    name: &'static str,
-}
-
-impl Drop for SeederStopped {
-    fn drop(&mut self) {
-        if let Err(e) = self.swarm.seeder("start", self.name) {
+        if let Err(e) = self.swarm.seeder(self.undo, self.name) {
             if thread::panicking() {
                 eprintln!("{e}");
             } else {
