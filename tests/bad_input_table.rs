@@ -815,6 +815,38 @@ fn sixty_plus_malformed_requests_get_a_4xx_with_one_line() {
 
     let n = run_cases(&d, cases);
 
+    // Slow bodies: part of a body, then nothing. Each is cut off with a 408 after 20 s idle.
+    let slow_bodies: Vec<_> = [
+        (
+            "/metainfo",
+            "Content-Length: 100\r\n".to_string(),
+            b"d4:info".to_vec(),
+        ),
+        (
+            "/upload",
+            "Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 1000\r\n"
+                .to_string(),
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nab".to_vec(),
+        ),
+    ]
+    .into_iter()
+    .map(|(target, headers, part)| {
+        let port = d.port;
+        // `req` adds `Content-Length: 0` for a body-less POST: keep only ours.
+        let raw = edit(
+            req("POST", target.as_bytes(), headers.as_bytes(), b""),
+            "Content-Length: 0\r\n",
+            "",
+        );
+        let raw = [raw, part].concat();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let r = raw_request(port, &raw, Duration::from_secs(40));
+            (target, r, t0.elapsed())
+        })
+    })
+    .collect();
+
     // A slow client: half a request head, then nothing. actix answers 408 and closes.
     let t0 = Instant::now();
     let mut slow = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], d.port)), T)
@@ -836,10 +868,22 @@ fn sixty_plus_malformed_requests_get_a_4xx_with_one_line() {
         "the slow client was cut off only after {:?}",
         t0.elapsed()
     );
+    let head_cut = t0.elapsed();
+    for h in slow_bodies {
+        let (target, r, took) = h.join().expect("slow body thread");
+        let r = r.unwrap_or_else(|e| panic!("slow body to {target}: {e}"));
+        if let Err(e) = check(&r, &line(408, "request body timed out: no data for 20 s")) {
+            panic!("slow body to {target}: {e}");
+        }
+        assert!(
+            took >= Duration::from_secs(19) && took < Duration::from_secs(35),
+            "slow body to {target} cut off after {took:?}"
+        );
+    }
     eprintln!(
-        "{} malformed requests (and one slow client, cut off after {:?}) answered; no panic",
+        "{} malformed requests (a slow head cut off after {head_cut:?}, two slow bodies after \
+         20 s) answered; no panic",
         n,
-        t0.elapsed()
     );
     d.assert_healthy();
     assert_no_panic(&d);

@@ -2,6 +2,7 @@
 
 mod auth;
 pub mod bep44;
+mod body;
 mod conn;
 mod data;
 mod error;

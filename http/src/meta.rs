@@ -13,6 +13,7 @@ use confluence_core::{
 use futures::StreamExt;
 
 use crate::{
+    body::{timeout_error, Idle},
     conn::ConnFd,
     error::{text_response, HttpError},
     query::Query,
@@ -88,8 +89,9 @@ pub async fn metainfo(
 }
 
 /// The request body, at most [`MAX_BODY`] bytes: a larger one (by its `Content-Length`, before
-/// anything is read, or as it arrives) is a 413, a broken one a 400, each with one line.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, HttpError> {
+/// anything is read, or as it arrives) is a 413, a broken one a 400, one that stops arriving a
+/// 408, each with one line.
+async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, HttpError> {
     let too_large = || {
         HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -105,8 +107,12 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u
         return Err(too_large());
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut payload = Idle::new(payload);
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
+            if payload.timed_out() {
+                return timeout_error();
+            }
             let e = e.to_string().replace(['\n', '\r'], " ");
             HttpError::bad_request(format!("error reading body: {e}"))
         })?;

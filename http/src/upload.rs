@@ -21,7 +21,11 @@ use confluence_core::{
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use crate::{error::HttpError, Options};
+use crate::{
+    body::{timeout_error, Idle},
+    error::HttpError,
+    Options,
+};
 
 /// Largest non-file field value kept in memory (Go keeps `maxMemory` = 10 MiB of values).
 const MAX_VALUE: usize = 10 << 20;
@@ -86,6 +90,16 @@ async fn read_form(
     dir: &std::path::Path,
     limit: Option<u64>,
 ) -> Result<Form, HttpError> {
+    let payload = Idle::new(payload);
+    let timed_out = payload.timed_out_flag();
+    // Every multipart error is a 400, unless the body stopped arriving (a 408).
+    let multipart_error = |e: actix_multipart::MultipartError| {
+        if timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+            timeout_error()
+        } else {
+            form_error(e)
+        }
+    };
     let mut mp = actix_multipart::Multipart::new(req.headers(), payload);
     let mut form = Form {
         values: Vec::new(),
@@ -94,7 +108,7 @@ async fn read_form(
     let mut value_bytes = 0usize;
     let mut file_bytes = 0u64;
     while let Some(field) = mp.next().await {
-        let mut field = field.map_err(form_error)?;
+        let mut field = field.map_err(multipart_error)?;
         let Some(cd) = field.content_disposition().cloned() else {
             continue;
         };
@@ -116,7 +130,7 @@ async fn read_form(
                 })?;
                 let mut length = 0u64;
                 while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(form_error)?;
+                    let chunk = chunk.map_err(multipart_error)?;
                     length += chunk.len() as u64;
                     file_bytes += chunk.len() as u64;
                     if let Some(limit) = limit.filter(|&l| file_bytes > l) {
@@ -143,13 +157,13 @@ async fn read_form(
             }
             Some(_) => {
                 while let Some(chunk) = field.next().await {
-                    chunk.map_err(form_error)?;
+                    chunk.map_err(multipart_error)?;
                 }
             }
             None => {
                 let mut v = Vec::new();
                 while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(form_error)?;
+                    let chunk = chunk.map_err(multipart_error)?;
                     value_bytes += chunk.len();
                     if value_bytes > MAX_VALUE {
                         return Err(form_error("multipart: message too large"));
