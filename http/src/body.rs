@@ -13,7 +13,11 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{error::PayloadError, http::StatusCode, web};
+use actix_web::{
+    error::PayloadError,
+    http::{header, StatusCode},
+    web, HttpRequest,
+};
 use bytes::Bytes;
 use futures::Stream;
 
@@ -47,6 +51,14 @@ impl Idle {
     pub fn timed_out_flag(&self) -> Arc<AtomicBool> {
         self.timed_out.clone()
     }
+}
+
+/// The body length the request declares (`Content-Length`), if it is a number.
+pub fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The 408 for a body that stopped arriving.

@@ -13,7 +13,7 @@ use confluence_core::{
 use futures::StreamExt;
 
 use crate::{
-    body::{timeout_error, Idle},
+    body::{declared_length, timeout_error, Idle},
     conn::ConnFd,
     error::{text_response, HttpError},
     query::Query,
@@ -98,11 +98,7 @@ async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, 
             format!("request body too large (limit {MAX_BODY} bytes)"),
         )
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }

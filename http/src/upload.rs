@@ -22,7 +22,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    body::{timeout_error, Idle},
+    body::{declared_length, timeout_error, Idle},
     error::HttpError,
     Options,
 };
@@ -195,11 +195,7 @@ pub async fn upload(
     check_content_type(&req)?;
     let limit = engine.upload_limit();
     // A body that says it is too large is refused before it is read.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if let (Some(limit), Some(n)) = (limit, declared) {
+    if let (Some(limit), Some(n)) = (limit, declared_length(&req)) {
         if n > limit.saturating_add(FORM_OVERHEAD) {
             return Err(too_large(limit));
         }
