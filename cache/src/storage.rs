@@ -1,9 +1,9 @@
 //! The librqbit storage adapter: how a live torrent writes into and reads from the piece cache.
 //!
-//! librqbit calls these methods from blocking threads with per-file offsets. Chunks of a piece
-//! being downloaded go to a staging file (an empty file the cache made ahead, see `spare`); once librqbit has verified the piece's hash it calls
-//! `on_piece_completed` and the staging file is moved into the [`PieceCache`]. Reads (hash checks,
-//! uploads to peers) look in staging first, then in the cache.
+//! librqbit calls these methods with per-file offsets. Chunks of a piece being downloaded go to
+//! a staging file (an empty file the cache made ahead, see `spare`); once librqbit has verified
+//! the piece's hash it calls `on_piece_completed` and the staging file is moved into the
+//! [`PieceCache`]. Reads (hash checks, uploads to peers) look in staging first, then in the cache.
 //!
 //! Two rules from librqbit's internals shape this file:
 //! - a failed write puts the torrent in an error state, so writes never fail: an I/O error is

@@ -348,9 +348,6 @@ impl Engine {
         let mut pieces_stored = 0;
         match &cache {
             Some(cache) => {
-                if let Some(cap) = inner.config.cache_capacity.filter(|&c| c < total) {
-                    warn!(%ih, total, capacity = cap, "upload is larger than the cache: early pieces will be evicted");
-                }
                 for (i, (path, len)) in staged.iter().enumerate() {
                     cache.store(
                         Key {
