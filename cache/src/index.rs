@@ -6,6 +6,11 @@
 //! they stay out of moka until every window has moved past them, so a cache smaller than the
 //! lookahead cannot evict data before it is read. Disk use is therefore bounded by
 //! `capacity + pinned bytes`, and pinned bytes by the windows of the open readers.
+//!
+//! A piece downloaded into memory (see `membuf`) is written to its file by the writer thread
+//! (`writer`), and enters the index once it is on disk.
+
+mod writer;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -25,7 +30,10 @@ use moka::{notification::RemovalCause, policy::EvictionPolicy, sync::Cache};
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
-use crate::spare::SpareFiles;
+use crate::{
+    membuf::{PieceBuf, PieceBuffers, BUDGET},
+    spare::SpareFiles,
+};
 
 /// A torrent's v1 infohash, as raw bytes (the cache does not need anything richer).
 pub type Ih = [u8; 20];
@@ -112,6 +120,9 @@ pub struct PieceCache {
     write_error: Mutex<Option<WriteError>>,
     /// Empty files for pieces about to be downloaded, in `staging/spare`.
     spares: SpareFiles,
+    /// Memory for pieces being downloaded and pieces not yet written (see `membuf`).
+    buffers: Arc<PieceBuffers>,
+    writer: writer::Writer,
 }
 
 /// See [`PieceCache::write_failed`].
@@ -164,6 +175,7 @@ impl PieceCache {
                 }
             })
             .build();
+        let (writer, queue) = writer::Writer::new();
 
         let cache = Arc::new(Self {
             root,
@@ -179,7 +191,10 @@ impl PieceCache {
             write_error: Mutex::new(None),
             spares: SpareFiles::start(&staging_root.join("spare"))?,
             staging_root,
+            buffers: PieceBuffers::new(BUDGET),
+            writer,
         });
+        writer::spawn(Arc::downgrade(&cache), queue)?;
         cache.rescan()?;
         Ok(cache)
     }
@@ -241,6 +256,11 @@ impl PieceCache {
     /// An empty file, already created, to stage a piece being downloaded in (see `spare`).
     pub fn spare_file(&self) -> io::Result<(PathBuf, File)> {
         self.spares.take()
+    }
+
+    /// Memory for a piece of `len` bytes about to be downloaded, if the budget has room.
+    pub fn piece_buffer(&self, len: usize) -> Option<PieceBuf> {
+        self.buffers.take(len)
     }
 
     /// Moves a verified piece from `staged` into the cache. Pinned if a reader's window covers
@@ -606,6 +626,41 @@ mod tests {
         cache.close_window(ih, w);
         assert_eq!(cache.usage().pinned_pieces, 0);
         assert!(disk_bytes(&dir) <= 2048);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pieces_in_memory_are_stored_by_the_writer() {
+        let dir = tmpdir("writer");
+        let ih = [4u8; 20];
+        let done = Arc::new(AtomicU64::new(0));
+        {
+            let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
+            for piece in 0..4u32 {
+                let mut buf = cache.piece_buffer(1000).expect("within budget");
+                buf.fill(piece as u8 + 1);
+                let d = done.clone();
+                let done = Box::new(move || {
+                    d.fetch_add(1, Ordering::SeqCst);
+                });
+                cache.store_bytes(Key { ih, piece }, Arc::new(buf), done);
+            }
+            assert!(cache.flush(Duration::from_secs(10)), "queue not drained");
+            assert_eq!(done.load(Ordering::SeqCst), 4);
+            assert!((0..4).all(|piece| !cache.is_writing(Key { ih, piece })));
+            let mut buf = [0u8; 10];
+            assert!(cache
+                .read(Key { ih, piece: 2 }, 990, &mut buf, false)
+                .unwrap());
+            assert_eq!(buf, [3u8; 10]);
+        }
+        // On disk: a new process finds them.
+        let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
+        assert_eq!(
+            cache.have_pieces(ih, 5),
+            vec![true, true, true, true, false]
+        );
+        assert_eq!(disk_bytes(&dir), 4000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

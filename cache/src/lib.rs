@@ -3,8 +3,10 @@
 //! the process: a later request for a cached piece is served without a download.
 
 mod index;
+mod membuf;
 mod spare;
 mod storage;
 
 pub use index::{CacheEvent, EventSink, Ih, Key, PieceCache, PieceFile, Usage};
+pub use membuf::PieceBuf;
 pub use storage::{CacheStorage, CacheStorageFactory};

@@ -1,9 +1,10 @@
 //! The librqbit storage adapter: how a live torrent writes into and reads from the piece cache.
 //!
 //! librqbit calls these methods with per-file offsets. Chunks of a piece being downloaded go to
-//! a staging file (an empty file the cache made ahead, see `spare`); once librqbit has verified
-//! the piece's hash it calls `on_piece_completed` and the staging file is moved into the
-//! [`PieceCache`]. Reads (hash checks, uploads to peers) look in staging first, then in the cache.
+//! memory (see `membuf`) or, when the memory budget is used up, to a staging file (an empty file
+//! the cache made ahead, see `spare`); once librqbit has verified the piece's hash it calls
+//! `on_piece_completed` and the piece moves into the [`PieceCache`]. Reads (hash checks, uploads
+//! to peers) look in staging first, then in the cache.
 //!
 //! Two rules from librqbit's internals shape this file:
 //! - a failed write puts the torrent in an error state, so writes never fail: an I/O error is
@@ -32,7 +33,10 @@ use librqbit_core::lengths::ValidPieceIndex;
 use parking_lot::Mutex;
 use tracing::warn;
 
-use crate::index::{Ih, Key, PieceCache};
+use crate::{
+    index::{Ih, Key, PieceCache},
+    membuf::PieceBuf,
+};
 
 /// Creates a [`CacheStorage`] for each torrent librqbit adds.
 #[derive(Clone)]
@@ -93,22 +97,35 @@ struct Inner {
     piece_len: u64,
     total_len: u64,
     file_offsets: Vec<u64>,
-    /// The staging file of each piece being downloaded.
+    /// Where each piece being downloaded is staged.
     staging: Mutex<HashMap<u32, Staged>>,
 }
 
-struct Staged {
-    path: PathBuf,
-    file: Arc<File>,
+enum Staged {
+    Memory(PieceBuf),
+    File {
+        path: PathBuf,
+        file: Arc<File>,
+    },
+    /// Verified and handed to the cache's writer thread; librqbit may read it meanwhile.
+    Writing(Arc<PieceBuf>),
 }
 
 impl Inner {
     /// Forgets every piece being downloaded, deleting what was staged.
     fn drop_staged(&self) {
         for (piece, staged) in self.staging.lock().drain() {
-            let _ = std::fs::remove_file(&staged.path);
+            if let Staged::File { path, .. } = staged {
+                let _ = std::fs::remove_file(&path);
+            }
             self.cache.set_partial(Key { ih: self.ih, piece }, false);
         }
+    }
+
+    /// The length of a piece (the last one is short).
+    fn piece_length(&self, piece: u32) -> u64 {
+        self.piece_len
+            .min(self.total_len - u64::from(piece) * self.piece_len)
     }
 }
 
@@ -154,26 +171,72 @@ impl Inner {
         Ok(out)
     }
 
-    fn staging_file(&self, piece: u32, create: bool) -> std::io::Result<Option<Arc<File>>> {
-        let mut staging = self.staging.lock();
-        if let Some(s) = staging.get(&piece) {
-            return Ok(Some(s.file.clone()));
-        }
-        if !create {
-            return Ok(None);
-        }
-        let (path, file) = self.cache.spare_file()?;
-        let file = Arc::new(file);
-        staging.insert(
-            piece,
-            Staged {
-                path,
-                file: file.clone(),
-            },
-        );
-        self.cache.set_partial(Key { ih: self.ih, piece }, true);
-        Ok(Some(file))
+    /// Reads `out.len()` bytes at `in_piece` from the piece's staging, if it is being staged.
+    fn read_staged(&self, piece: u32, in_piece: u64, out: &mut [u8]) -> bool {
+        let file = match self.staging.lock().get(&piece) {
+            None => return false,
+            Some(Staged::Memory(buf)) => {
+                copy_or_zero(buf, in_piece, out);
+                return true;
+            }
+            Some(Staged::Writing(buf)) => {
+                copy_or_zero(buf, in_piece, out);
+                return true;
+            }
+            Some(Staged::File { file, .. }) => file.clone(),
+        };
+        read_or_zero(&file, in_piece, out);
+        true
     }
+
+    /// Writes `data` at `in_piece` into the piece's staging, staging the piece first if needed:
+    /// in memory when the budget has room, else in a spare file.
+    fn write_staged(&self, piece: u32, in_piece: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut staging = self.staging.lock();
+        let staged = match staging.entry(piece) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let len = self.piece_length(piece) as usize;
+                let staged = match self.cache.piece_buffer(len) {
+                    Some(buf) => Staged::Memory(buf),
+                    None => {
+                        let (path, file) = self.cache.spare_file()?;
+                        Staged::File {
+                            path,
+                            file: Arc::new(file),
+                        }
+                    }
+                };
+                self.cache.set_partial(Key { ih: self.ih, piece }, true);
+                e.insert(staged)
+            }
+        };
+        match staged {
+            Staged::Memory(buf) => {
+                let at = in_piece as usize;
+                match buf.get_mut(at..at + data.len()) {
+                    Some(dst) => dst.copy_from_slice(data),
+                    None => return Err(std::io::ErrorKind::InvalidInput.into()),
+                }
+                Ok(())
+            }
+            Staged::File { file, .. } => {
+                let file = file.clone();
+                drop(staging);
+                file.write_all_at(data, in_piece)
+            }
+            // librqbit writes a piece only while it lacks it.
+            Staged::Writing(_) => Ok(()),
+        }
+    }
+}
+
+/// Copies what `buf` has at `offset` and zero-fills the rest.
+fn copy_or_zero(buf: &[u8], offset: u64, out: &mut [u8]) {
+    let src = buf.get(offset as usize..).unwrap_or_default();
+    let n = src.len().min(out.len());
+    out[..n].copy_from_slice(&src[..n]);
+    out[n..].fill(0);
 }
 
 /// Reads as much as the file has at `offset` and zero-fills the rest: a short staging file only
@@ -199,8 +262,7 @@ impl TorrentStorage for CacheStorage {
         let inner = &self.inner;
         for (piece, in_piece, at, n) in inner.segments(file_id, offset, buf.len())? {
             let out = &mut buf[at..at + n];
-            if let Some(f) = inner.staging_file(piece, false)? {
-                read_or_zero(&f, in_piece, out);
+            if inner.read_staged(piece, in_piece, out) {
                 continue;
             }
             if inner.cache.read(
@@ -233,11 +295,7 @@ impl TorrentStorage for CacheStorage {
             }
         };
         for (piece, in_piece, at, n) in segments {
-            let res = inner.staging_file(piece, true).and_then(|f| match f {
-                Some(f) => f.write_all_at(&buf[at..at + n], in_piece),
-                None => Ok(()),
-            });
-            if let Err(e) = res {
+            if let Err(e) = inner.write_staged(piece, in_piece, &buf[at..at + n]) {
                 // Never fail a write (see the module doc): the piece will fail its hash check.
                 // The cache logs it (once per 10 s) and waiting readers give up with it.
                 inner.cache.write_failed(piece, &e);
@@ -268,25 +326,38 @@ impl TorrentStorage for CacheStorage {
     fn on_piece_completed(&self, piece: ValidPieceIndex) -> anyhow::Result<()> {
         let inner = &self.inner;
         let piece = piece.get();
-        let Some(staged) = inner.staging.lock().remove(&piece) else {
-            return Ok(());
-        };
-        inner.cache.set_partial(
-            Key {
-                ih: inner.ih,
-                piece,
-            },
-            false,
-        );
-        let len = inner
-            .piece_len
-            .min(inner.total_len - u64::from(piece) * inner.piece_len);
         let key = Key {
             ih: inner.ih,
             piece,
         };
-        if let Err(e) = inner.cache.store(key, &staged.path, len) {
-            warn!(piece, "cannot move a verified piece into the cache: {e}");
+        let mut staging = inner.staging.lock();
+        match staging.remove(&piece) {
+            None | Some(Staged::Writing(_)) => return Ok(()),
+            Some(Staged::Memory(buf)) => {
+                // Readable by librqbit from here until the writer thread has stored it.
+                let buf = Arc::new(buf);
+                staging.insert(piece, Staged::Writing(buf.clone()));
+                drop(staging);
+                inner.cache.set_partial(key, false);
+                let (owner, ours) = (Arc::downgrade(inner), Arc::downgrade(&buf));
+                let done = Box::new(move || {
+                    let Some(inner) = owner.upgrade() else { return };
+                    let mut staging = inner.staging.lock();
+                    if let Some(Staged::Writing(b)) = staging.get(&piece) {
+                        if std::ptr::eq(Arc::as_ptr(b), ours.as_ptr()) {
+                            staging.remove(&piece);
+                        }
+                    }
+                });
+                inner.cache.store_bytes(key, buf, done);
+            }
+            Some(Staged::File { path, .. }) => {
+                drop(staging);
+                inner.cache.set_partial(key, false);
+                if let Err(e) = inner.cache.store(key, &path, inner.piece_length(piece)) {
+                    warn!(piece, "cannot move a verified piece into the cache: {e}");
+                }
+            }
         }
         Ok(())
     }

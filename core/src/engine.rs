@@ -334,10 +334,10 @@ impl Engine {
         Ok((ih, tref))
     }
 
-    /// Stops the session's tasks. Nothing needs flushing: verified pieces are already files in
-    /// the cache, unverified ones are discarded at the next start, and fastresume bitfields are
-    /// rewritten from the cache at every add. (librqbit's own `stop` sleeps a full second.)
-    /// Trackers are told that live torrents stopped (bounded to one second).
+    /// Stops the session's tasks and writes out verified pieces the cache still holds in memory.
+    /// Unverified pieces are discarded at the next start, and fastresume bitfields are rewritten
+    /// from the cache at every add. (librqbit's own `stop` sleeps a full second.) Trackers are
+    /// told that live torrents stopped (bounded to one second).
     pub async fn shutdown(&self) {
         let announces: Vec<_> = self
             .torrents()
@@ -350,6 +350,16 @@ impl Engine {
         )
         .await;
         self.inner.session.cancellation_token().cancel();
+        // Verified pieces still in memory go to disk, so that the next start serves them.
+        if let Some(cache) = self.inner.storage.cache().cloned() {
+            let flushed = tokio::task::spawn_blocking(move || {
+                cache.flush(std::time::Duration::from_secs(10))
+            })
+            .await;
+            if !matches!(flushed, Ok(true)) {
+                tracing::warn!("stopped before every downloaded piece was written to disk");
+            }
+        }
     }
 }
 

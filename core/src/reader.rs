@@ -170,23 +170,30 @@ impl Reader {
             if self.engine.storage.cache().is_some()
                 && librqbit_has(&live.handle, &self.engine.api, piece)
             {
-                // librqbit sets its have bit just before it hands the piece to the cache: unless
-                // the cache evicted it, give that a moment before deciding the claim is stale.
+                // librqbit sets its have bit just before it hands the piece to the cache, whose
+                // writer thread may take a while to store it: unless the cache evicted it, give
+                // that time before deciding the claim is stale.
                 let cache = self.engine.storage.cache().expect("checked above");
                 let key = confluence_cache::Key {
                     ih: self.torrent.ih.0,
                     piece,
                 };
                 if !cache.was_evicted(key) {
-                    wait_piece(
-                        &mut events,
-                        &self.torrent,
-                        piece,
-                        Duration::from_millis(300),
-                    )
-                    .await;
-                    if self.read_now(piece, in_piece, &mut buf).await? {
-                        return self.served(buf);
+                    loop {
+                        let writing = cache.is_writing(key);
+                        wait_piece(
+                            &mut events,
+                            &self.torrent,
+                            piece,
+                            Duration::from_millis(300),
+                        )
+                        .await;
+                        if self.read_now(piece, in_piece, &mut buf).await? {
+                            return self.served(buf);
+                        }
+                        if !writing {
+                            break;
+                        }
                     }
                 }
                 if librqbit_has(&live.handle, &self.engine.api, piece) {
