@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 pub const BUDGET: u64 = 32 << 20;
 
 /// Freed buffers kept for the next pieces, in bytes.
-const KEEP_IDLE: u64 = 8 << 20;
+const KEEP_IDLE: u64 = 4 << 20;
 
 /// The pool every torrent's pieces take their memory from (see the module doc).
 pub struct PieceBuffers {

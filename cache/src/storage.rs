@@ -331,9 +331,17 @@ impl TorrentStorage for CacheStorage {
             piece,
         };
         let mut staging = inner.staging.lock();
-        match staging.remove(&piece) {
-            None | Some(Staged::Writing(_)) => return Ok(()),
-            Some(Staged::Memory(buf)) => {
+        let staged = match staging.remove(&piece) {
+            None => return Ok(()),
+            Some(writing @ Staged::Writing(_)) => {
+                staging.insert(piece, writing);
+                return Ok(());
+            }
+            Some(staged) => staged,
+        };
+        match staged {
+            Staged::Writing(_) => {}
+            Staged::Memory(buf) => {
                 // Readable by librqbit from here until the writer thread has stored it.
                 let buf = Arc::new(buf);
                 staging.insert(piece, Staged::Writing(buf.clone()));
@@ -351,7 +359,7 @@ impl TorrentStorage for CacheStorage {
                 });
                 inner.cache.store_bytes(key, buf, done);
             }
-            Some(Staged::File { path, .. }) => {
+            Staged::File { path, .. } => {
                 drop(staging);
                 inner.cache.set_partial(key, false);
                 if let Err(e) = inner.cache.store(key, &path, inner.piece_length(piece)) {
