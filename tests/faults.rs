@@ -158,33 +158,49 @@ fn piece_hashes(t: &TorrentFile) -> Vec<[u8; 20]> {
         .collect()
 }
 
-/// Checks every piece file the cache holds for torrent `ih` against its hash. Returns the
-/// pieces found; panics naming any file whose bytes are not the verified piece.
+/// Checks every piece the cache's log lists for torrent `ih` (see cache/src/index/disk.rs)
+/// against its hash, reading it from the torrent's data file. Returns the pieces found; panics
+/// naming any whose bytes are not the verified piece.
 fn verify_cache(data_dir: &Path, ih: &str, hashes: &[[u8; 20]]) -> BTreeSet<u32> {
-    let dir = data_dir.join("cache").join("pieces").join(ih);
-    let mut found = BTreeSet::new();
-    let mut bad = Vec::new();
-    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(piece) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
-            bad.push(format!("{name}: not a piece file"));
-            continue;
-        };
-        let Ok(bytes) = fs::read(e.path()) else {
-            continue; // evicted meanwhile
-        };
-        let want = hashes.get(piece as usize).map(hex::encode);
-        if Some(sha1_hex(&bytes)) != want {
-            bad.push(format!("{name}: {} bytes, wrong hash", bytes.len()));
+    let dir = data_dir.join("cache").join("pieces");
+    let log = fs::read_to_string(dir.join(format!("{ih}.log"))).unwrap_or_default();
+    let mut live = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let num = |i: usize| f.get(i).and_then(|n| n.parse::<u64>().ok());
+        match (f.first(), num(1), num(2), num(3), num(4)) {
+            (Some(&"+"), Some(piece), Some(offset), Some(len), Some(_time)) => {
+                live.insert(piece as u32, (offset, len));
+            }
+            (Some(&"-"), Some(piece), ..) => {
+                live.remove(&(piece as u32));
+            }
+            _ => {} // a line being appended
         }
-        found.insert(piece);
+    }
+    let mut bad = Vec::new();
+    if !live.is_empty() {
+        let data = fs::File::open(dir.join(format!("{ih}.data"))).expect("data file");
+        for (&piece, &(offset, len)) in &live {
+            let mut bytes = vec![0u8; len as usize];
+            if let Err(e) = data.read_exact_at(&mut bytes, offset) {
+                bad.push(format!("piece {piece}: {e}"));
+                continue;
+            }
+            let want = hashes.get(piece as usize).map(hex::encode);
+            if Some(sha1_hex(&bytes)) != want {
+                bad.push(format!(
+                    "piece {piece}: {len} bytes at {offset}, wrong hash"
+                ));
+            }
+        }
     }
     assert!(
         bad.is_empty(),
         "unverified data in the piece cache {}: {bad:?}",
         dir.display()
     );
-    found
+    live.into_keys().collect()
 }
 
 /// Polls `f` every 100 ms until it holds; false after `limit`.

@@ -1,7 +1,9 @@
 //! The piece index: which verified pieces are on disk, and which of them may be evicted.
 //!
-//! Every verified piece is one file, `<root>/<hex infohash>/<piece>.<seq>`. A moka cache, weighted
-//! by bytes and LRU-ordered, decides which of them stay: its eviction listener deletes the file.
+//! Verified pieces live in one sparse data file per torrent (see `disk`). A moka cache, weighted
+//! by bytes and LRU-ordered, decides which of them stay: its eviction listener punches the
+//! piece's bytes out of the file.
+//!
 //! Pieces that an open reader is about to read (they lie in its lookahead window) are *pinned*:
 //! they stay out of moka until every window has moved past them, so a cache smaller than the
 //! lookahead cannot evict data before it is read. Disk use is therefore bounded by
@@ -10,6 +12,7 @@
 //! A piece downloaded into memory (see `membuf`) is written to its file by the writer thread
 //! (`writer`), and enters the index once it is on disk.
 
+mod disk;
 mod writer;
 
 use std::{
@@ -17,13 +20,12 @@ use std::{
     fs::File,
     io,
     ops::Range,
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
 use moka::{notification::RemovalCause, policy::EvictionPolicy, sync::Cache};
@@ -45,12 +47,23 @@ pub struct Key {
     pub piece: u32,
 }
 
-/// A verified piece on disk. The path carries a unique sequence number so that a piece
-/// downloaded again never shares a file with an evicted copy whose deletion is still pending.
+/// A verified piece on disk: where it is in its torrent's data file.
 #[derive(Debug)]
-pub struct PieceFile {
-    pub path: PathBuf,
-    pub len: u64,
+struct Slot {
+    offset: u64,
+    len: u64,
+    /// Set when the piece leaves the cache, before its bytes are punched out.
+    dropped: AtomicBool,
+}
+
+impl Slot {
+    fn new(offset: u64, len: u64) -> Arc<Self> {
+        Arc::new(Self {
+            offset,
+            len,
+            dropped: AtomicBool::new(false),
+        })
+    }
 }
 
 /// What the cache tells its owner about (for `/events`, `/status` and staleness checks).
@@ -91,7 +104,7 @@ pub struct Usage {
 #[derive(Default)]
 struct Pins {
     windows: HashMap<u64, Range<u32>>,
-    pinned: BTreeMap<u32, Arc<PieceFile>>,
+    pinned: BTreeMap<u32, Arc<Slot>>,
 }
 
 impl Pins {
@@ -102,16 +115,15 @@ impl Pins {
 
 /// The on-disk piece cache shared by every torrent (see the module doc).
 pub struct PieceCache {
-    root: PathBuf,
+    disk: Arc<disk::Disk>,
     staging_root: PathBuf,
     capacity: Option<u64>,
-    index: Cache<Key, Arc<PieceFile>>,
+    index: Cache<Key, Arc<Slot>>,
     pins: Mutex<HashMap<Ih, Pins>>,
     /// Pieces evicted since the torrent was last (re-)added: librqbit may still claim them.
     evicted: Arc<Mutex<HashMap<Ih, std::collections::HashSet<u32>>>>,
     /// Pieces with chunks in staging (being downloaded), for `/fileState`'s `Partial`.
     partial: Mutex<HashMap<Ih, std::collections::BTreeSet<u32>>>,
-    seq: AtomicU64,
     next_window: AtomicU64,
     counters: Arc<Counters>,
     events: EventSink,
@@ -137,7 +149,7 @@ struct WriteError {
 impl PieceCache {
     /// Opens (or creates) the cache under `dir`: verified pieces in `dir/pieces`, pieces being
     /// downloaded in `dir/staging` (wiped: a piece that was not verified before a crash is never
-    /// trusted). The index is rebuilt from the files found, oldest first, so that a smaller
+    /// trusted). The index is rebuilt from the logs found, oldest first, so that a smaller
     /// capacity than last time evicts the least recently written pieces.
     pub fn open(dir: &Path, capacity: Option<u64>, events: EventSink) -> io::Result<Arc<Self>> {
         let root = dir.join("pieces");
@@ -148,43 +160,45 @@ impl PieceCache {
         }
         std::fs::create_dir_all(&staging_root)?;
 
+        let disk = Arc::new(disk::Disk::new(root));
+        let (writer, queue) = writer::Writer::new();
         let counters = Arc::new(Counters::default());
-        let listener_counters = counters.clone();
-        let listener_events = events.clone();
         let evicted: Arc<Mutex<HashMap<Ih, std::collections::HashSet<u32>>>> = Arc::default();
-        let listener_evicted = evicted.clone();
-        let index = Cache::builder()
-            .max_capacity(capacity.unwrap_or(u64::MAX))
-            .weigher(|_k: &Key, v: &Arc<PieceFile>| u32::try_from(v.len).unwrap_or(u32::MAX))
-            .eviction_policy(EvictionPolicy::lru())
-            .eviction_listener(move |key: Arc<Key>, v: Arc<PieceFile>, cause| {
-                if let Err(e) = std::fs::remove_file(&v.path) {
-                    if e.kind() != io::ErrorKind::NotFound {
-                        warn!(path = ?v.path, "cannot delete evicted piece: {e}");
+        let listener = {
+            let (disk, writing) = (disk.clone(), writer.writing());
+            let (counters, events, evicted) = (counters.clone(), events.clone(), evicted.clone());
+            move |key: Arc<Key>, slot: Arc<Slot>, cause| {
+                slot.dropped.store(true, Ordering::SeqCst);
+                debug!(piece = key.piece, ?cause, "piece evicted");
+                if cause == RemovalCause::Replaced {
+                    return; // the new copy is at the same place
+                }
+                {
+                    // A copy being written now is at the same place: leave its bytes be.
+                    let _layout = disk.layout.lock();
+                    if !writing.lock().contains_key(&key) {
+                        if let Err(e) = disk.punch(&key.ih, key.piece, slot.offset, slot.len) {
+                            warn!(piece = key.piece, "cannot free an evicted piece: {e}");
+                        }
                     }
                 }
-                debug!(piece = key.piece, ?cause, "piece evicted");
-                if cause != RemovalCause::Replaced {
-                    listener_evicted
-                        .lock()
-                        .entry(key.ih)
-                        .or_default()
-                        .insert(key.piece);
-                    listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
-                    listener_events(CacheEvent::Evicted(*key));
-                }
-            })
+                note_evicted(&evicted, &counters, &events, *key);
+            }
+        };
+        let index = Cache::builder()
+            .max_capacity(capacity.unwrap_or(u64::MAX))
+            .weigher(|_k: &Key, v: &Arc<Slot>| u32::try_from(v.len).unwrap_or(u32::MAX))
+            .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(listener)
             .build();
-        let (writer, queue) = writer::Writer::new();
 
         let cache = Arc::new(Self {
-            root,
+            disk,
             capacity,
             index,
             pins: Mutex::new(HashMap::new()),
             partial: Mutex::new(HashMap::new()),
             evicted,
-            seq: AtomicU64::new(0),
             next_window: AtomicU64::new(0),
             counters,
             events,
@@ -201,48 +215,11 @@ impl PieceCache {
 
     /// Rebuilds the index from disk at start-up.
     fn rescan(&self) -> io::Result<()> {
-        let mut found: Vec<(SystemTime, Key, PieceFile, u64)> = Vec::new();
-        for dir in std::fs::read_dir(&self.root)? {
-            let dir = dir?;
-            let Some(ih) = dir.file_name().to_str().and_then(parse_ih) else {
-                continue;
-            };
-            for f in std::fs::read_dir(dir.path())? {
-                let f = f?;
-                let name = f.file_name();
-                let meta = f.metadata()?;
-                match name.to_str().and_then(parse_piece_name) {
-                    Some((piece, seq)) if meta.is_file() => found.push((
-                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        Key { ih, piece },
-                        PieceFile {
-                            path: f.path(),
-                            len: meta.len(),
-                        },
-                        seq,
-                    )),
-                    _ => {
-                        debug!(path = ?f.path(), "removing stray file from the piece cache");
-                        let _ = std::fs::remove_file(f.path());
-                    }
-                }
-            }
-        }
-        // Of several copies of one piece, keep the newest.
-        found.sort_by_key(|(_, k, _, seq)| (k.ih, k.piece, std::cmp::Reverse(*seq)));
-        found.dedup_by(|later, first| {
-            let dup = later.1 == first.1;
-            if dup {
-                let _ = std::fs::remove_file(&later.2.path);
-            }
-            dup
-        });
-        found.sort_by_key(|(t, ..)| *t);
-        let max_seq = found.iter().map(|f| f.3).max().unwrap_or(0);
-        self.seq.store(max_seq + 1, Ordering::Relaxed);
-        let (n, bytes) = (found.len(), found.iter().map(|f| f.2.len).sum::<u64>());
-        for (_, key, file, _) in found {
-            self.index.insert(key, Arc::new(file));
+        let mut found = self.disk.scan()?;
+        found.sort_by_key(|f| f.time);
+        let (n, bytes) = (found.len(), found.iter().map(|f| f.len).sum::<u64>());
+        for f in found {
+            self.index.insert(f.key, Slot::new(f.offset, f.len));
         }
         self.index.run_pending_tasks();
         info!(pieces = n, bytes, "piece cache index rebuilt");
@@ -263,20 +240,36 @@ impl PieceCache {
         self.buffers.take(len)
     }
 
-    /// Moves a verified piece from `staged` into the cache. Pinned if a reader's window covers
-    /// it, otherwise indexed (which may evict older pieces).
-    pub fn store(&self, key: Key, staged: &Path, len: u64) -> io::Result<()> {
-        let dir = self.root.join(hex::encode(key.ih));
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("{}.{}", key.piece, seq));
-        if let Err(e) = std::fs::rename(staged, &path) {
-            if e.kind() != io::ErrorKind::NotFound {
-                return Err(e);
-            }
-            std::fs::create_dir_all(&dir)?;
-            std::fs::rename(staged, &path)?;
+    /// Stores a verified piece staged in a file, which is then deleted: its bytes go to `offset`
+    /// of the torrent's data file. Pinned if a reader's window covers it, otherwise indexed
+    /// (which may evict older pieces).
+    pub fn store(&self, key: Key, offset: u64, staged: &Path, len: u64) -> io::Result<()> {
+        self.writer.begin(key);
+        let res = File::open(staged).and_then(|src| {
+            self.put(key, offset, len, |disk| {
+                disk.copy_from(&key.ih, offset, &src, len)
+            })
+        });
+        self.writer.finished(key);
+        let _ = std::fs::remove_file(staged);
+        res
+    }
+
+    /// Writes a verified piece with `write` (under the layout lock), logs it, and admits it.
+    /// The caller has registered the key as being written (see `writer`).
+    fn put(
+        &self,
+        key: Key,
+        offset: u64,
+        len: u64,
+        write: impl FnOnce(&disk::Disk) -> io::Result<()>,
+    ) -> io::Result<()> {
+        {
+            let _layout = self.disk.layout.lock();
+            write(&self.disk)?;
+            self.disk.log_added(key, offset, len)?;
         }
-        let file = Arc::new(PieceFile { path, len });
+        let file = Slot::new(offset, len);
         let unpinned = {
             let mut pins = self.pins.lock();
             match pins.get_mut(&key.ih).filter(|p| p.in_window(key.piece)) {
@@ -291,10 +284,13 @@ impl PieceCache {
                 }
             }
         };
-        if let Some(file) = unpinned {
-            self.index.insert(key, file);
-            self.index.run_pending_tasks();
+        match unpinned {
+            Some(file) => self.index.insert(key, file),
+            // An older copy in the index must not outlive this one (its eviction would punch
+            // this one's bytes); the key is still registered as being written, so it does not.
+            None => self.index.invalidate(&key),
         }
+        self.index.run_pending_tasks();
         if let Some(set) = self.evicted.lock().get_mut(&key.ih) {
             set.remove(&key.piece);
         }
@@ -409,7 +405,7 @@ impl PieceCache {
             .collect()
     }
 
-    fn lookup(&self, key: Key) -> Option<Arc<PieceFile>> {
+    fn lookup(&self, key: Key) -> Option<Arc<Slot>> {
         if let Some(f) = self
             .pins
             .lock()
@@ -425,14 +421,17 @@ impl PieceCache {
     /// not (or no longer) cached. `count` says whether this is a client read (for the hit ratio).
     pub fn read(&self, key: Key, offset: u64, buf: &mut [u8], count: bool) -> io::Result<bool> {
         let hit = match self.lookup(key) {
-            Some(f) => match File::open(&f.path) {
-                Ok(file) => {
-                    file.read_exact_at(buf, offset)?;
-                    true
+            Some(slot) => {
+                if offset.saturating_add(buf.len() as u64) > slot.len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "read past the end of a piece",
+                    ));
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(e),
-            },
+                self.disk.read(&key.ih, slot.offset + offset, buf, || {
+                    slot.dropped.load(Ordering::SeqCst)
+                })?
+            }
             None => false,
         };
         if count {
@@ -487,7 +486,7 @@ impl PieceCache {
         self.index_released(ih, released);
     }
 
-    fn take_unpinned(p: &mut Pins) -> Vec<(u32, Arc<PieceFile>)> {
+    fn take_unpinned(p: &mut Pins) -> Vec<(u32, Arc<Slot>)> {
         let out: Vec<u32> = p
             .pinned
             .keys()
@@ -499,7 +498,7 @@ impl PieceCache {
             .collect()
     }
 
-    fn index_released(&self, ih: Ih, released: Vec<(u32, Arc<PieceFile>)>) {
+    fn index_released(&self, ih: Ih, released: Vec<(u32, Arc<Slot>)>) {
         if released.is_empty() {
             return;
         }
@@ -530,25 +529,39 @@ impl PieceCache {
     }
 }
 
-fn parse_ih(s: &str) -> Option<Ih> {
-    let mut ih = [0u8; 20];
-    hex::decode_to_slice(s, &mut ih).ok()?;
-    Some(ih)
-}
-
-fn parse_piece_name(s: &str) -> Option<(u32, u64)> {
-    let (piece, seq) = s.split_once('.')?;
-    Some((piece.parse().ok()?, seq.parse().ok()?))
+/// Records that a piece left the cache (see [`PieceCache::was_evicted`]) and tells.
+fn note_evicted(
+    evicted: &Mutex<HashMap<Ih, std::collections::HashSet<u32>>>,
+    counters: &Counters,
+    events: &EventSink,
+    key: Key,
+) {
+    evicted.lock().entry(key.ih).or_default().insert(key.piece);
+    counters.evictions.fetch_add(1, Ordering::Relaxed);
+    events(CacheEvent::Evicted(key));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    /// Test pieces are one file-system block, so that a punched hole frees them.
+    const PL: u64 = 4096;
 
     fn stage(cache: &PieceCache, name: &str, data: &[u8]) -> PathBuf {
         let p = cache.staging_root().join(name);
         std::fs::write(&p, data).unwrap();
         p
+    }
+
+    /// Stores `piece` of `ih`, filled with `fill`, through a staging file.
+    fn store(cache: &PieceCache, ih: Ih, piece: u32, fill: u8) {
+        let p = stage(cache, &format!("s{piece}"), &[fill; PL as usize]);
+        cache
+            .store(Key { ih, piece }, u64::from(piece) * PL, &p, PL)
+            .unwrap();
+        assert!(!p.exists(), "the staging file is consumed");
     }
 
     fn tmpdir(name: &str) -> PathBuf {
@@ -560,24 +573,24 @@ mod tests {
         d
     }
 
+    /// Bytes the data files hold (allocated blocks: holes do not count).
     fn disk_bytes(dir: &Path) -> u64 {
-        let mut total = 0;
-        for d in std::fs::read_dir(dir.join("pieces")).unwrap() {
-            for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
-                total += f.unwrap().metadata().unwrap().len();
-            }
-        }
-        total
+        std::fs::read_dir(dir.join("pieces"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "data"))
+            .map(|p| std::fs::metadata(p).unwrap().blocks() * 512)
+            .sum()
     }
 
     #[test]
-    fn eviction_deletes_files_and_respects_capacity() {
+    fn eviction_frees_bytes_and_respects_capacity() {
         let dir = tmpdir("evict");
         let evicted = Arc::new(Mutex::new(Vec::new()));
         let ev = evicted.clone();
         let cache = PieceCache::open(
             &dir,
-            Some(4 * 1024),
+            Some(4 * PL),
             Arc::new(move |e| {
                 if let CacheEvent::Evicted(k) = e {
                     ev.lock().push(k.piece)
@@ -587,34 +600,43 @@ mod tests {
         .unwrap();
         let ih = [1u8; 20];
         for piece in 0..10u32 {
-            let p = stage(&cache, &format!("s{piece}"), &[piece as u8; 1024]);
-            cache.store(Key { ih, piece }, &p, 1024).unwrap();
+            store(&cache, ih, piece, piece as u8);
             assert!(
-                disk_bytes(&dir) <= 4 * 1024,
+                disk_bytes(&dir) <= 4 * PL,
                 "disk over capacity after piece {piece}"
             );
         }
         let u = cache.usage();
-        assert!(u.indexed_bytes <= 4096);
+        assert!(u.indexed_bytes <= 4 * PL);
         assert!(!evicted.lock().is_empty());
-        // The newest piece is there and reads back.
+        // The newest piece is there and reads back; an evicted one is a miss, not zeros.
         let mut buf = [0u8; 10];
         assert!(cache.read(Key { ih, piece: 9 }, 5, &mut buf, true).unwrap());
         assert_eq!(buf, [9u8; 10]);
         assert!(!cache.read(Key { ih, piece: 0 }, 0, &mut buf, true).unwrap());
+        // A read past the piece is an error, not bytes of the next one.
+        assert!(cache
+            .read(Key { ih, piece: 9 }, PL - 5, &mut buf, true)
+            .is_err());
+        drop(cache);
+        // The log agrees with the index after a restart.
+        let cache = PieceCache::open(&dir, Some(4 * PL), Arc::new(|_| {})).unwrap();
+        let have = cache.have_pieces(ih, 10);
+        assert_eq!(have, (0..10).map(|p| p >= 6).collect::<Vec<_>>());
+        assert!(cache.read(Key { ih, piece: 7 }, 0, &mut buf, true).unwrap());
+        assert_eq!(buf, [7u8; 10]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn pinned_pieces_survive_until_the_window_passes() {
         let dir = tmpdir("pin");
-        let cache = PieceCache::open(&dir, Some(2048), Arc::new(|_| {})).unwrap();
+        let cache = PieceCache::open(&dir, Some(2 * PL), Arc::new(|_| {})).unwrap();
         let ih = [2u8; 20];
         let w = cache.open_window(ih);
         cache.set_window(ih, w, 0..8);
         for piece in 0..8u32 {
-            let p = stage(&cache, &format!("s{piece}"), &[piece as u8; 1024]);
-            cache.store(Key { ih, piece }, &p, 1024).unwrap();
+            store(&cache, ih, piece, piece as u8);
         }
         // All eight are held although the capacity is two pieces.
         assert!((0..8).all(|piece| cache.contains(Key { ih, piece })));
@@ -622,10 +644,33 @@ mod tests {
         // The reader moves on: what it passed becomes evictable.
         cache.set_window(ih, w, 6..8);
         assert!(cache.contains(Key { ih, piece: 6 }));
-        assert!(cache.usage().indexed_bytes <= 2048);
+        assert!(cache.usage().indexed_bytes <= 2 * PL);
         cache.close_window(ih, w);
         assert_eq!(cache.usage().pinned_pieces, 0);
-        assert!(disk_bytes(&dir) <= 2048);
+        assert!(disk_bytes(&dir) <= 2 * PL);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_piece_stored_again_keeps_its_bytes() {
+        // A second copy of a piece goes to the same place: neither replacing the first in the
+        // index nor evicting it may punch the second one's bytes.
+        let dir = tmpdir("again");
+        let cache = PieceCache::open(&dir, Some(3 * PL), Arc::new(|_| {})).unwrap();
+        let ih = [5u8; 20];
+        store(&cache, ih, 0, 0xaa);
+        store(&cache, ih, 0, 0xaa);
+        let w = cache.open_window(ih);
+        cache.set_window(ih, w, 0..1);
+        store(&cache, ih, 0, 0xaa); // pinned: the indexed copy goes
+        for piece in 1..8u32 {
+            store(&cache, ih, piece, piece as u8);
+        }
+        let mut buf = [0u8; 16];
+        assert!(cache
+            .read(Key { ih, piece: 0 }, 100, &mut buf, false)
+            .unwrap());
+        assert_eq!(buf, [0xaau8; 16]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -643,7 +688,12 @@ mod tests {
                 let done = Box::new(move || {
                     d.fetch_add(1, Ordering::SeqCst);
                 });
-                cache.store_bytes(Key { ih, piece }, Arc::new(buf), done);
+                cache.store_bytes(
+                    Key { ih, piece },
+                    u64::from(piece) * 1000,
+                    Arc::new(buf),
+                    done,
+                );
             }
             assert!(cache.flush(Duration::from_secs(10)), "queue not drained");
             assert_eq!(done.load(Ordering::SeqCst), 4);
@@ -660,24 +710,46 @@ mod tests {
             cache.have_pieces(ih, 5),
             vec![true, true, true, true, false]
         );
-        assert_eq!(disk_bytes(&dir), 4000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
-    fn rescan_restores_index_and_drops_staging() {
+    fn rescan_trusts_the_log_and_drops_staging() {
         let dir = tmpdir("rescan");
         let ih = [3u8; 20];
         {
             let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
             for piece in 0..3u32 {
-                let p = stage(&cache, &format!("s{piece}"), &[7u8; 100]);
-                cache.store(Key { ih, piece }, &p, 100).unwrap();
+                store(&cache, ih, piece, 7);
             }
             stage(&cache, "half-written", &[1u8; 10]);
         }
+        // Bytes written past the logged pieces (a crash before the log line) and a torn last
+        // line are not trusted; neither is an old one-file-per-piece directory.
+        let data = dir.join("pieces").join(format!("{}.data", hex::encode(ih)));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&data)
+            .unwrap()
+            .write_all_at(&[9u8; PL as usize], 3 * PL)
+            .unwrap();
+        let log = data.with_extension("log");
+        let mut text = std::fs::read_to_string(&log).unwrap();
+        text.push_str("+ 3 12288 40");
+        std::fs::write(&log, text).unwrap();
+        let old = dir.join("pieces").join(hex::encode([6u8; 20]));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("0.1"), b"old layout").unwrap();
+
         let cache = PieceCache::open(&dir, None, Arc::new(|_| {})).unwrap();
         assert_eq!(cache.have_pieces(ih, 4), vec![true, true, true, false]);
+        assert!(!old.exists(), "old layout kept");
+        assert_eq!(disk_bytes(&dir), 3 * PL, "unlogged bytes not freed");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap().lines().count(),
+            3,
+            "log not compacted"
+        );
         // Only the new pool's empty spare files are left in staging.
         let left: Vec<_> = std::fs::read_dir(cache.staging_root())
             .unwrap()

@@ -7,6 +7,6 @@ mod membuf;
 mod spare;
 mod storage;
 
-pub use index::{CacheEvent, EventSink, Ih, Key, PieceCache, PieceFile, Usage};
+pub use index::{CacheEvent, EventSink, Ih, Key, PieceCache, Usage};
 pub use membuf::PieceBuf;
 pub use storage::{CacheStorage, CacheStorageFactory};

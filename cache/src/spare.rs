@@ -1,11 +1,11 @@
-//! Empty files made ahead of need, so that a piece's first chunk never waits for the filesystem
-//! to allocate an inode.
+//! Empty files made ahead of need, so that staging a piece in a file never waits for the
+//! filesystem to allocate an inode.
 //!
-//! Every downloaded piece becomes a file of its own. Creating one is the slowest step of the
-//! write path: ext4 scans its inode bitmap past recently deleted inodes (a cache that evicts
-//! deletes files all the time), and `perf` of a cold 64 MiB stream put ~0.3 ms per create, 70 ms
-//! per 256 pieces, on the thread that reads the seeder's connection. A background thread keeps
-//! [`TARGET`] empty files open and ready; a piece takes one in a few hundred nanoseconds.
+//! Pieces being downloaded are staged in memory up to a budget (see `membuf`); beyond it, each
+//! gets a staging file. Creating one is slow where it hurts: ext4 scans its inode bitmap past
+//! recently deleted inodes, and `perf` of a cold 64 MiB stream put ~0.3 ms per create on the
+//! thread that reads the seeder's connection. A background thread keeps [`TARGET`] empty files
+//! open and ready; a piece takes one in a few hundred nanoseconds.
 
 use std::{
     fs::{File, OpenOptions},

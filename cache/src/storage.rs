@@ -357,13 +357,19 @@ impl TorrentStorage for CacheStorage {
                         }
                     }
                 });
-                inner.cache.store_bytes(key, buf, done);
+                inner
+                    .cache
+                    .store_bytes(key, u64::from(piece) * inner.piece_len, buf, done);
             }
             Staged::File { path, .. } => {
                 drop(staging);
                 inner.cache.set_partial(key, false);
-                if let Err(e) = inner.cache.store(key, &path, inner.piece_length(piece)) {
-                    warn!(piece, "cannot move a verified piece into the cache: {e}");
+                let (offset, len) = (
+                    u64::from(piece) * inner.piece_len,
+                    inner.piece_length(piece),
+                );
+                if let Err(e) = inner.cache.store(key, offset, &path, len) {
+                    inner.cache.write_failed(piece, &e);
                 }
             }
         }

@@ -349,14 +349,11 @@ impl Engine {
         match &cache {
             Some(cache) => {
                 for (i, (path, len)) in staged.iter().enumerate() {
-                    cache.store(
-                        Key {
-                            ih: ih.0,
-                            piece: i as u32,
-                        },
-                        path,
-                        *len,
-                    )?;
+                    let key = Key {
+                        ih: ih.0,
+                        piece: i as u32,
+                    };
+                    cache.store(key, i as u64 * piece_length, path, *len)?;
                     pieces_stored += 1;
                 }
             }

@@ -331,13 +331,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Total size in bytes of the regular files under `dir` (files vanishing meanwhile are skipped).
+/// Bytes allocated to the regular files under `dir` (files vanishing meanwhile are skipped).
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(rd) = fs::read_dir(dir) else { return 0 };
     rd.flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            // Allocated bytes: the cache's data files are sparse.
+            Ok(t) if t.is_file() => e
+                .metadata()
+                .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+                .unwrap_or(0),
             _ => 0,
         })
         .sum()

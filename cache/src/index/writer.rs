@@ -1,15 +1,16 @@
 //! The cache's writer thread: puts verified pieces that were downloaded into memory (see
 //! `membuf`) on disk, off the engine thread.
 //!
-//! The thread writes each piece to a spare file and stores it like a staged piece (rename, then
-//! index), so a piece enters the cache, and readers see it, only once it is on disk: a full disk
-//! is then the same clear error as when chunks were written straight to staging files. Until
-//! then the storage adapter keeps serving librqbit's reads of the piece from memory, and
+//! A piece enters the cache, and readers see it, only once it is on disk: a full disk is then
+//! the same clear error as when chunks were written straight to staging files. Until then the
+//! storage adapter keeps serving librqbit's reads of the piece from memory, and
 //! [`PieceCache::is_writing`] tells a reader that librqbit's claim on it is not stale.
+//!
+//! The keys being written (queued, or stored by another path) are counted here: the eviction
+//! listener does not punch a piece's place while a new copy of it is being written there.
 
 use std::{
-    collections::HashSet,
-    os::unix::fs::FileExt,
+    collections::HashMap,
     sync::{mpsc, Arc, Weak},
     time::{Duration, Instant},
 };
@@ -24,14 +25,18 @@ pub type Done = Box<dyn FnOnce() + Send>;
 
 pub(super) struct Job {
     key: Key,
+    offset: u64,
     bytes: Arc<PieceBuf>,
     done: Done,
 }
 
-/// The queue to the writer thread and the pieces in it.
+/// Keys being written, with how many copies of each.
+pub(super) type Writing = Arc<Mutex<HashMap<Key, u32>>>;
+
+/// The queue to the writer thread and the keys being written.
 pub(super) struct Writer {
     tx: Mutex<mpsc::Sender<Job>>,
-    writing: Mutex<HashSet<Key>>,
+    writing: Writing,
     drained: Condvar,
 }
 
@@ -41,15 +46,28 @@ impl Writer {
         let (tx, rx) = mpsc::channel();
         let writer = Self {
             tx: Mutex::new(tx),
-            writing: Mutex::new(HashSet::new()),
+            writing: Writing::default(),
             drained: Condvar::new(),
         };
         (writer, rx)
     }
 
-    fn finished(&self, key: Key) {
+    pub(super) fn writing(&self) -> Writing {
+        self.writing.clone()
+    }
+
+    pub(super) fn begin(&self, key: Key) {
+        *self.writing.lock().entry(key).or_default() += 1;
+    }
+
+    pub(super) fn finished(&self, key: Key) {
         let mut writing = self.writing.lock();
-        writing.remove(&key);
+        if let Some(n) = writing.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                writing.remove(&key);
+            }
+        }
         if writing.is_empty() {
             self.drained.notify_all();
         }
@@ -63,8 +81,15 @@ pub(super) fn spawn(cache: Weak<PieceCache>, rx: mpsc::Receiver<Job>) -> std::io
         .spawn(move || {
             while let Ok(job) = rx.recv() {
                 let Some(cache) = cache.upgrade() else { return };
-                cache.write_out(job.key, &job.bytes);
-                cache.writer.finished(job.key);
+                let (key, bytes) = (job.key, &job.bytes);
+                let len = bytes.len() as u64;
+                if let Err(e) = cache.put(key, job.offset, len, |disk| {
+                    disk.write(&key.ih, job.offset, bytes)
+                }) {
+                    // Like a failed staging write: the piece is not stored, readers learn why.
+                    cache.write_failed(key.piece, &e);
+                }
+                cache.writer.finished(key);
                 (job.done)();
             }
         })?;
@@ -72,11 +97,17 @@ pub(super) fn spawn(cache: Weak<PieceCache>, rx: mpsc::Receiver<Job>) -> std::io
 }
 
 impl PieceCache {
-    /// Queues a verified piece held in memory for the writer thread, which stores it; `done`
-    /// runs after that (whether or not the write succeeded).
-    pub fn store_bytes(&self, key: Key, bytes: Arc<PieceBuf>, done: Done) {
-        self.writer.writing.lock().insert(key);
-        let job = Job { key, bytes, done };
+    /// Queues a verified piece held in memory for the writer thread, which stores it at
+    /// `offset` of its torrent's data file; `done` runs after that (whether or not the write
+    /// succeeded).
+    pub fn store_bytes(&self, key: Key, offset: u64, bytes: Arc<PieceBuf>, done: Done) {
+        self.writer.begin(key);
+        let job = Job {
+            key,
+            offset,
+            bytes,
+            done,
+        };
         if let Err(mpsc::SendError(job)) = self.writer.tx.lock().send(job) {
             // The thread is gone: the cache is being dropped, so nothing can be stored.
             self.writer.finished(key);
@@ -84,13 +115,13 @@ impl PieceCache {
         }
     }
 
-    /// Whether a verified piece is queued for the writer thread (not yet in the cache).
+    /// Whether a verified piece is being written (not yet in the cache).
     pub fn is_writing(&self, key: Key) -> bool {
-        self.writer.writing.lock().contains(&key)
+        self.writer.writing.lock().contains_key(&key)
     }
 
-    /// Waits (at most `timeout`) until every piece queued so far is stored; returns whether the
-    /// queue is empty.
+    /// Waits (at most `timeout`) until every piece queued so far is stored; returns whether
+    /// nothing is left to write.
     pub fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut writing = self.writer.writing.lock();
@@ -105,22 +136,5 @@ impl PieceCache {
             }
         }
         true
-    }
-
-    /// Writes one piece to a spare file and stores it. A failure (a full disk) is recorded like
-    /// a failed staging write: the piece is not stored, and waiting readers learn why.
-    fn write_out(&self, key: Key, bytes: &PieceBuf) {
-        let stored = self.spares.take().and_then(|(tmp, f)| {
-            let res = f
-                .write_all_at(bytes, 0)
-                .and_then(|()| self.store(key, &tmp, bytes.len() as u64));
-            if res.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            res
-        });
-        if let Err(e) = stored {
-            self.write_failed(key.piece, &e);
-        }
     }
 }
