@@ -178,7 +178,11 @@ impl PieceCache {
                     let _layout = disk.layout.lock();
                     if !writing.lock().contains_key(&key) {
                         if let Err(e) = disk.punch(&key.ih, key.piece, slot.offset, slot.len) {
-                            warn!(piece = key.piece, "cannot free an evicted piece: {e}");
+                            // E.g. a file system without hole punching: said once, not per piece.
+                            static SAID: AtomicBool = AtomicBool::new(false);
+                            if !SAID.swap(true, Ordering::Relaxed) {
+                                warn!("cannot free evicted pieces, disk use may exceed the capacity: {e}");
+                            }
                         }
                     }
                 }

@@ -97,26 +97,20 @@ impl Disk {
     /// Copies `len` bytes of `src` to `offset` (call with `layout` held, then log it).
     pub fn copy_from(&self, ih: &Ih, offset: u64, src: &File, len: u64) -> io::Result<()> {
         let files = self.files(ih)?;
-        let (mut from, mut to, mut left) = (0i64, offset as i64, len as usize);
-        while left > 0 {
-            // SAFETY: both descriptors are open for the call; the offsets are ours.
-            let n = unsafe {
-                libc::copy_file_range(
-                    src.as_raw_fd(),
-                    &mut from,
-                    files.data.as_raw_fd(),
-                    &mut to,
-                    left,
-                    0,
-                )
-            };
-            match n {
-                n if n > 0 => left -= n as usize,
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                _ => return Err(io::Error::last_os_error()),
+        match copy_range(src, &files.data, offset, len) {
+            // A file system or kernel without copy_file_range: through memory.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EXDEV | libc::EOPNOTSUPP | libc::EINVAL)
+                ) =>
+            {
+                let mut buf = vec![0u8; len as usize];
+                src.read_exact_at(&mut buf, 0)?;
+                files.data.write_all_at(&buf, offset)
             }
+            other => other,
         }
-        Ok(())
     }
 
     /// Reads at `offset` of a torrent's data file, unless `dropped` says the piece left the
@@ -261,6 +255,30 @@ impl Disk {
         }
         Ok(pieces)
     }
+}
+
+/// Copies the first `len` bytes of `src` to `offset` of `dst` in the kernel.
+fn copy_range(src: &File, dst: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (mut from, mut to, mut left) = (0i64, offset as i64, len as usize);
+    while left > 0 {
+        // SAFETY: both descriptors are open for the call; the offsets are ours.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut from,
+                dst.as_raw_fd(),
+                &mut to,
+                left,
+                0,
+            )
+        };
+        match n {
+            n if n > 0 => left -= n as usize,
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            _ => return Err(io::Error::last_os_error()),
+        }
+    }
+    Ok(())
 }
 
 /// Frees `len` bytes at `offset` of `file`, keeping its size.
