@@ -633,6 +633,33 @@ mod tests {
     }
 
     #[test]
+    fn a_running_cache_compacts_its_logs() {
+        let dir = tmpdir("compact");
+        let ih = [7u8; 20];
+        let log = dir.join("pieces").join(format!("{}.log", hex::encode(ih)));
+        let n = 2200u32; // a '+' and a '-' line each: past one compaction
+        {
+            let cache = PieceCache::open(&dir, Some(4 * PL), Arc::new(|_| {})).unwrap();
+            for piece in 0..n {
+                store(&cache, ih, piece, piece as u8);
+            }
+            let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+            assert!(lines < 2 * 200, "log not compacted: {lines} lines");
+        }
+        let cache = PieceCache::open(&dir, Some(4 * PL), Arc::new(|_| {})).unwrap();
+        let have = cache.have_pieces(ih, n);
+        assert_eq!(have.iter().filter(|&&h| h).count(), 4);
+        assert!(have[n as usize - 4..].iter().all(|&h| h));
+        let mut buf = [0u8; 8];
+        assert!(cache
+            .read(Key { ih, piece: n - 1 }, 0, &mut buf, false)
+            .unwrap());
+        assert_eq!(buf, [(n - 1) as u8; 8]);
+        assert_eq!(disk_bytes(&dir), 4 * PL);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn pinned_pieces_survive_until_the_window_passes() {
         let dir = tmpdir("pin");
         let cache = PieceCache::open(&dir, Some(2 * PL), Arc::new(|_| {})).unwrap();

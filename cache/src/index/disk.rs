@@ -10,7 +10,8 @@
 //! after the piece's bytes are written, `- piece` after its hole is punched. Bytes not covered
 //! by a `+` line are never served, so a crash at any point loses at most pieces, never serves
 //! a half-written one. At start-up each log is replayed, checked against its data file and
-//! rewritten with the pieces still there.
+//! rewritten with the pieces still there; a running daemon does the same after every
+//! [`COMPACT_EVERY`] lines appended to one log.
 
 use std::{
     collections::BTreeMap,
@@ -30,6 +31,9 @@ use super::{Ih, Key};
 
 /// Open files kept (two descriptors each); others are reopened when used.
 const OPEN_TORRENTS: u64 = 64;
+
+/// A log is compacted after this many lines were appended to it.
+const COMPACT_EVERY: u32 = 4096;
 
 /// One torrent's open files.
 struct Files {
@@ -53,8 +57,11 @@ pub(super) struct Disk {
     /// Held shared by every read and exclusively by a punch, so that a read that found its
     /// piece live never sees its bytes turn to zeros under it.
     punching: RwLock<()>,
-    /// Held by a piece write and by a punch: a punch never lands on a copy being written.
+    /// Held by a piece write and by a punch: a punch never lands on a copy being written. Every
+    /// log line is appended under it, so a compaction under it loses none.
     pub layout: Mutex<()>,
+    /// Lines appended to each log since it was last compacted.
+    appended: Mutex<std::collections::HashMap<Ih, u32>>,
 }
 
 impl Disk {
@@ -64,6 +71,7 @@ impl Disk {
             open: Cache::new(OPEN_TORRENTS),
             punching: RwLock::new(()),
             layout: Mutex::new(()),
+            appended: Mutex::default(),
         }
     }
 
@@ -138,7 +146,7 @@ impl Disk {
             let _no_reads = self.punching.write();
             punch_hole(&files.data, offset, len)?;
         }
-        (&files.log).write_all(format!("- {piece}\n").as_bytes())
+        self.append(ih, &format!("- {piece}\n"))
     }
 
     /// Records that a piece's bytes are written and verified.
@@ -146,8 +154,29 @@ impl Disk {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let line = format!("+ {} {offset} {len} {now}\n", key.piece);
-        (&self.files(&key.ih)?.log).write_all(line.as_bytes())
+        self.append(&key.ih, &format!("+ {} {offset} {len} {now}\n", key.piece))
+    }
+
+    /// Appends a line to a torrent's log (call with `layout` held), compacting the log now and
+    /// then: a long-running cache that keeps evicting would otherwise grow it for ever.
+    fn append(&self, ih: &Ih, line: &str) -> io::Result<()> {
+        (&self.files(ih)?.log).write_all(line.as_bytes())?;
+        let due = {
+            let mut appended = self.appended.lock();
+            let n = appended.entry(*ih).or_default();
+            *n += 1;
+            *n >= COMPACT_EVERY && {
+                appended.remove(ih);
+                true
+            }
+        };
+        if due {
+            // The log is replaced by a new file: the next line goes to that one.
+            let res = self.replay(ih);
+            self.open.invalidate(ih);
+            res?;
+        }
+        Ok(())
     }
 
     /// Replays every log (see the module doc): returns the pieces on disk, and rewrites each log
@@ -198,7 +227,8 @@ impl Disk {
     }
 
     /// One torrent's log: the pieces it says are there and its data file holds, in log order;
-    /// the log is rewritten with just them.
+    /// the log is rewritten with just them, and bytes of the data file no piece covers are
+    /// freed. With the daemon running, call with `layout` held.
     fn replay(&self, ih: &Ih) -> io::Result<Vec<Found>> {
         let log_path = self.path(ih, "log");
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -238,8 +268,8 @@ impl Disk {
             .collect();
         pieces.sort_by_key(|(at, _)| *at);
         let pieces: Vec<Found> = pieces.into_iter().map(|(_, f)| f).collect();
+        rewrite(&log_path, &pieces)?;
         if !pieces.is_empty() {
-            rewrite(&log_path, &pieces)?;
             // Bytes no line covers (a crash between a write and its log line, a write that
             // failed half-way) are freed.
             let mut spans: Vec<(u64, u64)> = pieces.iter().map(|f| (f.offset, f.len)).collect();
