@@ -174,7 +174,9 @@ impl PieceCache {
                         }
                     }
                 }
-                note_evicted(&evicted, &counters, &events, *key);
+                evicted.lock().entry(key.ih).or_default().insert(key.piece);
+                counters.evictions.fetch_add(1, Ordering::Relaxed);
+                events(CacheEvent::Evicted(*key));
             }
         };
         let index = Cache::builder()
@@ -447,18 +449,6 @@ impl PieceCache {
             evictions: self.counters.evictions.load(Ordering::Relaxed),
         }
     }
-}
-
-/// Records that a piece left the cache (see [`PieceCache::was_evicted`]) and tells.
-fn note_evicted(
-    evicted: &Mutex<HashMap<Ih, std::collections::HashSet<u32>>>,
-    counters: &Counters,
-    events: &EventSink,
-    key: Key,
-) {
-    evicted.lock().entry(key.ih).or_default().insert(key.piece);
-    counters.evictions.fetch_add(1, Ordering::Relaxed);
-    events(CacheEvent::Evicted(key));
 }
 
 #[cfg(test)]

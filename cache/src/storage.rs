@@ -111,6 +111,17 @@ enum Staged {
     Writing(Arc<PieceBuf>),
 }
 
+impl Staged {
+    /// The piece's bytes, when they are in memory.
+    fn in_memory(&self) -> Option<&[u8]> {
+        match self {
+            Staged::Memory(buf) => Some(buf),
+            Staged::Writing(buf) => Some(buf),
+            Staged::File { .. } => None,
+        }
+    }
+}
+
 impl Inner {
     /// Forgets every piece being downloaded, deleting what was staged.
     fn drop_staged(&self) {
@@ -175,15 +186,11 @@ impl Inner {
     fn read_staged(&self, piece: u32, in_piece: u64, out: &mut [u8]) -> bool {
         let file = match self.staging.lock().get(&piece) {
             None => return false,
-            Some(Staged::Memory(buf)) => {
-                copy_or_zero(buf, in_piece, out);
-                return true;
-            }
-            Some(Staged::Writing(buf)) => {
-                copy_or_zero(buf, in_piece, out);
-                return true;
-            }
             Some(Staged::File { file, .. }) => file.clone(),
+            Some(staged) => {
+                copy_or_zero(staged.in_memory().unwrap_or_default(), in_piece, out);
+                return true;
+            }
         };
         read_or_zero(&file, in_piece, out);
         true
@@ -330,6 +337,7 @@ impl TorrentStorage for CacheStorage {
             ih: inner.ih,
             piece,
         };
+        let offset = u64::from(piece) * inner.piece_len;
         let mut staging = inner.staging.lock();
         let staged = match staging.remove(&piece) {
             None => return Ok(()),
@@ -357,18 +365,15 @@ impl TorrentStorage for CacheStorage {
                         }
                     }
                 });
-                inner
-                    .cache
-                    .store_bytes(key, u64::from(piece) * inner.piece_len, buf, done);
+                inner.cache.store_bytes(key, offset, buf, done);
             }
             Staged::File { path, .. } => {
                 drop(staging);
                 inner.cache.set_partial(key, false);
-                let (offset, len) = (
-                    u64::from(piece) * inner.piece_len,
-                    inner.piece_length(piece),
-                );
-                if let Err(e) = inner.cache.store(key, offset, &path, len) {
+                if let Err(e) = inner
+                    .cache
+                    .store(key, offset, &path, inner.piece_length(piece))
+                {
                     inner.cache.write_failed(piece, &e);
                 }
             }

@@ -183,7 +183,7 @@ impl Disk {
     /// with just them. Files that are not a torrent's data or log are removed, as are the
     /// directories of the earlier one-file-per-piece layout.
     pub fn scan(&self) -> io::Result<Vec<Found>> {
-        let mut logs = Vec::new();
+        let (mut logs, mut data) = (Vec::new(), Vec::new());
         for e in std::fs::read_dir(&self.root)? {
             let e = e?;
             let path = e.path();
@@ -195,7 +195,7 @@ impl Disk {
             });
             match parsed {
                 Some((ih, ext)) if ext == "log" && e.file_type()?.is_file() => logs.push(ih),
-                Some((_, ext)) if ext == "data" && e.file_type()?.is_file() => {}
+                Some((ih, ext)) if ext == "data" && e.file_type()?.is_file() => data.push(ih),
                 _ if e.file_type()?.is_dir() => {
                     info!(dir = ?path, "removing a piece directory of the old cache layout");
                     let _ = std::fs::remove_dir_all(&path);
@@ -204,6 +204,10 @@ impl Disk {
                     let _ = std::fs::remove_file(&path);
                 }
             }
+        }
+        // Data files without a log hold nothing verified.
+        for ih in data.iter().filter(|ih| !logs.contains(ih)) {
+            let _ = std::fs::remove_file(self.path(ih, "data"));
         }
         let mut found = Vec::new();
         for ih in logs {
@@ -214,14 +218,6 @@ impl Disk {
                 continue;
             }
             found.extend(pieces);
-        }
-        // Data files without a log hold nothing verified.
-        for e in std::fs::read_dir(&self.root)? {
-            let path = e?.path();
-            if path.extension().is_some_and(|x| x == "data") && !path.with_extension("log").exists()
-            {
-                let _ = std::fs::remove_file(&path);
-            }
         }
         Ok(found)
     }
