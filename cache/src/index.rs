@@ -156,11 +156,13 @@ impl PieceCache {
             let (disk, writing) = (disk.clone(), writer.writing());
             let (counters, events, evicted) = (counters.clone(), events.clone(), evicted.clone());
             move |key: Arc<Key>, slot: Arc<Slot>, cause| {
-                slot.dropped.store(true, Ordering::SeqCst);
                 debug!(piece = key.piece, ?cause, "piece evicted");
                 if cause == RemovalCause::Replaced {
-                    return; // the new copy is at the same place
+                    // The new copy is at the same place and its bytes are the same verified
+                    // piece: a reader holding the old slot may go on reading.
+                    return;
                 }
+                slot.dropped.store(true, Ordering::SeqCst);
                 {
                     // A copy being written now is at the same place: leave its bytes be.
                     let _layout = disk.layout.lock();

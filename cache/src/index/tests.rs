@@ -141,7 +141,10 @@ fn a_piece_stored_again_keeps_its_bytes() {
     let cache = PieceCache::open(&dir, Some(3 * PL), Arc::new(|_| {})).unwrap();
     let ih = [5u8; 20];
     store(&cache, ih, 0, 0xaa);
+    let first = cache.lookup(Key { ih, piece: 0 }).unwrap();
     store(&cache, ih, 0, 0xaa);
+    // A reader that looked the first copy up may still read it: the bytes are the same.
+    assert!(!first.dropped.load(Ordering::SeqCst));
     let w = cache.open_window(ih);
     cache.set_window(ih, w, 0..1);
     store(&cache, ih, 0, 0xaa); // pinned: the indexed copy goes
