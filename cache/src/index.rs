@@ -251,6 +251,17 @@ impl PieceCache {
         res
     }
 
+    /// Stores the verified piece `bytes` at `offset` of the torrent's data file, now (blocking):
+    /// for pieces that are not being downloaded, such as an upload's.
+    pub fn store_slice(&self, key: Key, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.writer.begin(key);
+        let res = self.put(key, offset, bytes.len() as u64, |disk| {
+            disk.write(&key.ih, offset, bytes)
+        });
+        self.writer.finished(key);
+        res
+    }
+
     /// Writes a verified piece with `write` (under the layout lock), logs it, and admits it.
     /// The caller has registered the key as being written (see `writer`).
     fn put(

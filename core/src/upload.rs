@@ -7,9 +7,9 @@
 //! torrent: a later request finds the metainfo in the store and the data in storage.
 //!
 //! Here the HTTP side streams each uploaded file to a temporary file ([`UploadDir`]); then
-//! [`Engine::import_upload`] reads them once, hashing pieces and staging them for the cache (or,
-//! with `-fileDir`, moving the files to `DIR/<ih>/<name>/…`), and stores everything under the
-//! infohash.
+//! [`Engine::import_upload`] reads them once to hash the pieces (the infohash is known only at
+//! the end), then once more to write each piece into the piece cache (or, with `-fileDir`, moves
+//! the files to `DIR/<ih>/<name>/…`), and stores everything under the infohash.
 
 use std::{
     collections::BTreeMap,
@@ -285,21 +285,9 @@ impl Engine {
         let inner = &self.inner;
         let cache = inner.storage.cache().cloned();
 
-        // One pass: hash every piece; with the cache, also stage it for storing.
-        let staging = match &cache {
-            Some(c) => {
-                let d = c.staging_root().join(format!(
-                    "upload-{}-{}",
-                    std::process::id(),
-                    UPLOAD_SEQ.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&d)?;
-                Some(StagingDir(d))
-            }
-            None => None,
-        };
+        // First pass: hash every piece (the infohash, which names the cache's data file, is only
+        // known at the end).
         let mut pieces = Vec::with_capacity(20 * total.div_ceil(piece_length) as usize);
-        let mut staged: Vec<(PathBuf, u64)> = Vec::new();
         let mut buf = vec![0u8; piece_length as usize];
         let mut reader = Concat::new(files);
         loop {
@@ -308,18 +296,10 @@ impl Engine {
                 break;
             }
             pieces.extend_from_slice(&Sha1::digest(&buf[..n]));
-            if let Some(dir) = &staging {
-                let p = dir.0.join(staged.len().to_string());
-                let mut f = File::create(&p)?;
-                f.write_all(&buf[..n])?;
-                f.sync_data()?;
-                staged.push((p, n as u64));
-            }
             if n < buf.len() {
                 break;
             }
         }
-        drop(buf);
 
         let listed: Vec<(Vec<String>, u64)> =
             files.iter().map(|f| (f.path.clone(), f.length)).collect();
@@ -348,13 +328,29 @@ impl Engine {
         let mut pieces_stored = 0;
         match &cache {
             Some(cache) => {
-                for (i, (path, len)) in staged.iter().enumerate() {
+                // Second pass: each piece read again and written once, into the data file.
+                let mut reader = Concat::new(files);
+                loop {
+                    let n = reader.fill(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
                     let key = Key {
                         ih: ih.0,
-                        piece: i as u32,
+                        piece: pieces_stored,
                     };
-                    cache.store(key, i as u64 * piece_length, path, *len)?;
+                    let piece = &buf[..n];
+                    if Sha1::digest(piece)[..] != pieces[20 * key.piece as usize..][..20] {
+                        return Err(io::Error::other(
+                            "an uploaded file changed while it was being stored",
+                        )
+                        .into());
+                    }
+                    cache.store_slice(key, u64::from(key.piece) * piece_length, piece)?;
                     pieces_stored += 1;
+                    if n < buf.len() {
+                        break;
+                    }
                 }
             }
             None => {
@@ -389,15 +385,6 @@ impl Engine {
             creation_date,
             pieces_stored,
         })
-    }
-}
-
-/// A staging directory removed on drop (pieces moved into the cache are gone from it already).
-struct StagingDir(PathBuf);
-
-impl Drop for StagingDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
