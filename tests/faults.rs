@@ -467,7 +467,7 @@ fn f3_kill9_mid_download_then_only_verified_bytes_are_served() {
     );
     assert_eq!(r.status, 200, "/info after kill -9: {}", r.text());
     assert_eq!(sha1_hex(&r.body), ih, "/info after kill -9");
-    // Wiped at start: what is there now are the new process's empty spare files.
+    // Wiped at start: what may be there now are the new process's own empty spare files.
     let mut staged_bytes = 0;
     common::walk(&dir.join("cache").join("staging"), &mut |p| {
         if p.is_file() {
