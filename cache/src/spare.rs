@@ -112,9 +112,8 @@ impl Drop for SpareFiles {
 }
 
 /// The thread: once a file has been asked for, tops the pool up to [`TARGET`] whenever one is
-/// taken. A failure (a full disk)
-/// is logged and retried on the next take; `take` then creates its own file and reports the
-/// error to its caller.
+/// taken. A failure (a full disk) is logged and retried on the next take; `take` then creates
+/// its own file and reports the error to its caller.
 fn fill(shared: &Shared) {
     loop {
         {

@@ -340,7 +340,8 @@ impl Engine {
                         piece: pieces_stored,
                     };
                     let piece = &buf[..n];
-                    if Sha1::digest(piece)[..] != pieces[20 * key.piece as usize..][..20] {
+                    let at = 20 * key.piece as usize;
+                    if pieces.get(at..at + 20) != Some(&Sha1::digest(piece)[..]) {
                         return Err(io::Error::other(
                             "an uploaded file changed while it was being stored",
                         )
