@@ -277,25 +277,25 @@ impl PieceCache {
             self.disk.log_added(key, offset, len)?;
         }
         let file = Slot::new(offset, len);
-        let unpinned = {
+        {
+            // The pins and the index change together, under the pins lock: a window moving past
+            // the piece meanwhile (`pins`) must not see it half-way, or the index could lose
+            // this copy or keep an older one.
             let mut pins = self.pins.lock();
             match pins.get_mut(&key.ih).filter(|p| p.in_window(key.piece)) {
                 Some(p) => {
                     debug!(piece = key.piece, "piece stored, pinned");
                     p.pinned.insert(key.piece, file);
-                    None
+                    // An older copy in the index must not outlive this one (its eviction would
+                    // punch this one's bytes); the key is still registered as being written, so
+                    // removing it punches nothing.
+                    self.index.invalidate(&key);
                 }
                 None => {
                     debug!(piece = key.piece, "piece stored");
-                    Some(file)
+                    self.index.insert(key, file);
                 }
             }
-        };
-        match unpinned {
-            Some(file) => self.index.insert(key, file),
-            // An older copy in the index must not outlive this one (its eviction would punch
-            // this one's bytes); the key is still registered as being written, so it does not.
-            None => self.index.invalidate(&key),
         }
         self.index.run_pending_tasks();
         if let Some(set) = self.evicted.lock().get_mut(&key.ih) {

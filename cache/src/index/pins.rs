@@ -47,52 +47,52 @@ impl PieceCache {
 
     /// Moves a reader's window; pieces no window covers any more go to the index.
     pub fn set_window(&self, ih: Ih, id: u64, window: Range<u32>) {
-        let released = {
+        {
             let mut pins = self.pins.lock();
             let Some(p) = pins.get_mut(&ih) else { return };
             if p.windows.get(&id) == Some(&window) {
                 return;
             }
             p.windows.insert(id, window);
-            Self::take_unpinned(p)
-        };
-        self.index_released(ih, released);
+            if !self.release_unpinned(ih, p) {
+                return;
+            }
+        }
+        self.index.run_pending_tasks();
     }
 
     /// Drops a reader's window.
     pub fn close_window(&self, ih: Ih, id: u64) {
-        let released = {
+        {
             let mut pins = self.pins.lock();
             let Some(p) = pins.get_mut(&ih) else { return };
             p.windows.remove(&id);
-            let released = Self::take_unpinned(p);
+            let released = self.release_unpinned(ih, p);
             if p.windows.is_empty() && p.pinned.is_empty() {
                 pins.remove(&ih);
             }
-            released
-        };
-        self.index_released(ih, released);
+            if !released {
+                return;
+            }
+        }
+        self.index.run_pending_tasks();
     }
 
-    fn take_unpinned(p: &mut Pins) -> Vec<(u32, Arc<Slot>)> {
+    /// Moves the pinned pieces no window covers any more into the index; returns whether there
+    /// were any. Called under the pins lock, as `put` pins and indexes under it: a piece is
+    /// never out of both, and a newer copy pinned meanwhile is never shadowed by this one.
+    fn release_unpinned(&self, ih: Ih, p: &mut Pins) -> bool {
         let out: Vec<u32> = p
             .pinned
             .keys()
             .copied()
             .filter(|piece| !p.in_window(*piece))
             .collect();
-        out.into_iter()
-            .filter_map(|piece| p.pinned.remove(&piece).map(|f| (piece, f)))
-            .collect()
-    }
-
-    fn index_released(&self, ih: Ih, released: Vec<(u32, Arc<Slot>)>) {
-        if released.is_empty() {
-            return;
+        for piece in &out {
+            if let Some(slot) = p.pinned.remove(piece) {
+                self.index.insert(Key { ih, piece: *piece }, slot);
+            }
         }
-        for (piece, f) in released {
-            self.index.insert(Key { ih, piece }, f);
-        }
-        self.index.run_pending_tasks();
+        !out.is_empty()
     }
 }

@@ -89,8 +89,9 @@ pub(super) fn spawn(cache: Weak<PieceCache>, rx: mpsc::Receiver<Job>) -> std::io
                     // Like a failed staging write: the piece is not stored, readers learn why.
                     cache.write_failed(key.piece, &e);
                 }
-                cache.writer.finished(key);
+                // `done` first: once `flush` sees the key finished, its memory is released too.
                 (job.done)();
+                cache.writer.finished(key);
             }
         })?;
     Ok(())
