@@ -240,13 +240,11 @@ impl PieceCache {
     /// of the torrent's data file. Pinned if a reader's window covers it, otherwise indexed
     /// (which may evict older pieces).
     pub fn store(&self, key: Key, offset: u64, staged: &Path, len: u64) -> io::Result<()> {
-        self.writer.begin(key);
         let res = File::open(staged).and_then(|src| {
-            self.put(key, offset, len, |disk| {
+            self.put_now(key, offset, len, |disk| {
                 disk.copy_from(&key.ih, offset, &src, len)
             })
         });
-        self.writer.finished(key);
         let _ = std::fs::remove_file(staged);
         res
     }
@@ -254,10 +252,21 @@ impl PieceCache {
     /// Stores the verified piece `bytes` at `offset` of the torrent's data file, now (blocking):
     /// for pieces that are not being downloaded, such as an upload's.
     pub fn store_slice(&self, key: Key, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        self.writer.begin(key);
-        let res = self.put(key, offset, bytes.len() as u64, |disk| {
+        self.put_now(key, offset, bytes.len() as u64, |disk| {
             disk.write(&key.ih, offset, bytes)
-        });
+        })
+    }
+
+    /// [`put`](Self::put) on the caller's thread, registered as being written meanwhile.
+    fn put_now(
+        &self,
+        key: Key,
+        offset: u64,
+        len: u64,
+        write: impl FnOnce(&disk::Disk) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.writer.begin(key);
+        let res = self.put(key, offset, len, write);
         self.writer.finished(key);
         res
     }
