@@ -1376,7 +1376,9 @@ def table(res):
     return "\n".join(lines)
 
 
-def targets(res, floor_bf, floor_transfer=None):
+def targets(res, floor=None):
+    floor = floor or {}
+    floor_transfer, floor_mib = floor.get("transfer_64mib"), floor.get("mib_after_answer")
     med = lambda m, t: (res.stat(m, t) or {}).get("median")  # noqa: E731
     out = []
 
@@ -1422,6 +1424,18 @@ def targets(res, floor_bf, floor_transfer=None):
     x = ratio(o, rq)
     t("P2a", "first MiB <= 0.8x rqbit", x, None if x is None else x <= 0.8,
       f"{o:.3f}s vs {rq:.3f}s = {x:.2f}x" if x else "missing data")
+    answer = med("P1-answer", "confluence")
+    if rq is not None and floor_mib is not None and answer is not None:
+        bound = answer + floor_mib
+        t("P2a-bound", "(context) the fastest any client could be: seeder answer + first MiB on one ideal "
+          "connection", bound, None,
+          f"{bound:.3f}s (median answer {answer:.3f}s + {floor_mib:.3f}s); 0.8x rqbit = {0.8 * rq:.3f}s"
+          + (": P2a out of reach in this run" if bound > 0.8 * rq else ""))
+    fc = med("P2-mib", "relay+sha1+store")
+    x = ratio(fc, rq)
+    if x is not None:
+        t("P2a-floor", "(context) the minimal correct client's first MiB vs rqbit, same runs", x, None,
+          f"{fc:.3f}s vs {rq:.3f}s = {x:.2f}x")
     d = med("P2-over", "confluence")
     t("P2b", "first MiB within 0.1 s of the seeder's handshake floor (per run)", d, None if d is None else d <= 0.1,
       f"first MiB - that run's seeder answer: +{d:.3f}s (rqbit +{med('P2-over', 'rqbit') or float('nan'):.3f}s)"
@@ -1704,6 +1718,7 @@ def inside(args):
                 pass
         fl = floor_probe(ctx.swarm, 12, ctx.rng)
         floor = {k: statistics.median(x[k] for x in fl) for k in fl[0]}
+        floor["mib_after_answer"] = statistics.median(x["first_mib"] - x["bitfield"] for x in fl)
         floor["bitfield_min"] = min(x["bitfield"] for x in fl)
         floor["bitfield_max"] = max(x["bitfield"] for x in fl)
         log("floor (seed1 peer wire, %d probes at random moments, median): handshake %.3fs, bitfield %.3fs "
@@ -1734,7 +1749,7 @@ def inside(args):
         else:
             log(f"logs kept in {ctx.logs}")
     elapsed = now() - t_start
-    ts = targets(ctx.res, floor["bitfield"] if floor else None, floor.get("transfer_64mib") if floor else None)
+    ts = targets(ctx.res, floor)
     m = machine()
     try:
         rev = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True,
