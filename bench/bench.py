@@ -1796,7 +1796,7 @@ def main():
     ap.add_argument("--tools", default="", help="comma list: only these tools (e.g. confluence,rqbit)")
     ap.add_argument("--swarm-dir", default="/tmp/confluence-bench-swarm")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
-    ap.add_argument("--no-build", action="store_true", help="use the existing target/release/confluence")
+    ap.add_argument("--no-build", action="store_true", help="use the existing target/release/confluence and relay")
     ap.add_argument("--no-install", action="store_true", help="install nothing; skip missing peers")
     ap.add_argument("--keep-logs", action="store_true", help="keep the tools' logs (path printed at the end)")
     ap.add_argument("--inside", help=argparse.SUPPRESS)
