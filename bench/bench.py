@@ -41,7 +41,7 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARNESS = os.environ.get("CONFLUENCE_HARNESS") or os.path.join(ROOT, "..", "shared", "harness", "swarm.sh")
+HARNESS = os.environ.get("CONFLUENCE_HARNESS") or os.path.join(ROOT, "tests", "swarm", "swarm.sh")
 TARGET_DIR = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 BIN = os.path.join(TARGET_DIR, "release", "confluence")
 RELAY = os.path.join(TARGET_DIR, "release", "relay")  # bench/relay: the floor client of P1

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/run.sh [cargo test args...]: every test of the workspace, against the local swarm of
-# ../shared/harness (installed on first use: aria2c, opentracker, ffmpeg; needs root for apt).
+# tests/swarm (its tools are installed on first use: aria2c, opentracker, ffmpeg; needs root for apt).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-HARNESS=${CONFLUENCE_HARNESS:-$PWD/../shared/harness/swarm.sh}
+HARNESS=${CONFLUENCE_HARNESS:-$PWD/tests/swarm/swarm.sh}
 
 [[ -f $HARNESS ]] || { echo "tests/run.sh: harness not found at $HARNESS (set CONFLUENCE_HARNESS)" >&2; exit 1; }
 

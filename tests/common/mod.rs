@@ -39,10 +39,34 @@ const DAEMON_LOG: &str = "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Held by a test that talks to the swarm: the in-process lock, and an exclusive `flock` on
+/// `/tmp/confluence-swarm.lock`, so that two test processes (two checkouts of the repository on
+/// one machine) never share the one swarm at the same time either.
+pub struct SerialGuard {
+    _file: fs::File,
+    _guard: MutexGuard<'static, ()>,
+}
+
 /// Every test that talks to the swarm holds this for its whole run: some tests stop `seed1`,
-/// and the others must not see that. A failed test poisons nothing here.
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// and the others must not see that. A failed test poisons nothing here. The file lock goes
+/// with the process, so a crashed test process cannot leave it held.
+pub fn serial() -> SerialGuard {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = "/tmp/confluence-swarm.lock";
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; it blocks until the other process's test ends.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {path}: {}", io::Error::last_os_error());
+    SerialGuard {
+        _file: file,
+        _guard: guard,
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -99,11 +123,11 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<ExitStatus>,
 // ------------------------------------------------------------------------------------------
 // The swarm
 
-/// `../shared/harness/swarm.sh`, or `$CONFLUENCE_HARNESS`.
+/// The repository's own swarm harness, `tests/swarm/swarm.sh`, or `$CONFLUENCE_HARNESS`.
 pub fn harness_script() -> PathBuf {
     match std::env::var_os("CONFLUENCE_HARNESS") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/harness/swarm.sh"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/swarm/swarm.sh"),
     }
 }
 
