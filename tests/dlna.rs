@@ -566,3 +566,97 @@ fn data_speaks_dlna_headers() {
         "unknown modes are not echoed"
     );
 }
+
+/// Listens for SSDP NOTIFYs on 127.0.0.1 (stdlib Python) until 1 s after the first byebye of
+/// `uuid`, or 30 s; prints one JSON object per NOTIFY of that device.
+const NOTIFY_LISTENER: &str = r#"
+import json, socket, sys, time
+uuid, ready = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 1900))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton("239.255.255.250") + socket.inet_aton("127.0.0.1"))
+open(ready, "w").close()
+deadline = time.time() + 30
+while time.time() < deadline:
+    s.settimeout(max(0.1, deadline - time.time()))
+    try:
+        data, _ = s.recvfrom(8192)
+    except socket.timeout:
+        break
+    lines = data.decode("utf-8", "replace").split("\r\n")
+    if not lines[0].startswith("NOTIFY "):
+        continue
+    h = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:] if ":" in l)}
+    if not h.get("usn", "").startswith(uuid):
+        continue
+    print(json.dumps(h), flush=True)
+    if h.get("nts") == "ssdp:byebye":
+        deadline = min(deadline, time.time() + 1)
+"#;
+
+#[test]
+fn notify_alive_at_start_and_byebye_at_stop() {
+    let dir = temp_dir("dlna-notify");
+    std::fs::create_dir_all(&dir).unwrap();
+    let uuid = "uuid:0a1b2c3d-1111-4222-8333-444444444444";
+    std::fs::write(dir.join("dlna-uuid"), format!("{uuid}\n")).unwrap();
+    let ready = dir.join("listener-ready");
+    let mut listener = Command::new("python3")
+        .args(["-c", NOTIFY_LISTENER, uuid])
+        .arg(&ready)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ready.exists(), "the NOTIFY listener did not start");
+    let mut d = Daemon::start_in(&dir, &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    assert_eq!(udn(&d), uuid, "an existing dlna-uuid is used");
+    // The first two announcements go out at 0 and 1 s.
+    std::thread::sleep(Duration::from_millis(1500));
+    let location = d.url("/dlna/description.xml");
+    d.stop();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while listener.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if listener.try_wait().unwrap().is_none() {
+        let _ = listener.kill();
+    }
+    let out = listener.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let nts = |kind: &str| -> Vec<String> {
+        let mut v: Vec<String> = seen
+            .iter()
+            .filter(|h| h["nts"] == kind)
+            .map(|h| h["nt"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut all = vec![
+        "upnp:rootdevice".to_owned(),
+        uuid.to_owned(),
+        MEDIA_SERVER.to_owned(),
+        CDS.to_owned(),
+        CM.to_owned(),
+    ];
+    all.sort();
+    assert_eq!(nts("ssdp:alive"), all, "alive: {text}");
+    assert_eq!(nts("ssdp:byebye"), all, "byebye: {text}");
+    for h in seen.iter().filter(|h| h["nts"] == "ssdp:alive") {
+        assert_eq!(h["location"], location.as_str(), "{h}");
+        assert_eq!(h["cache-control"], "max-age=1800", "{h}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
