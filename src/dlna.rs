@@ -15,6 +15,9 @@ use crate::flags::Flags;
 /// not ours, or `-authToken` (TVs cannot send a token) stop the daemon with the reason.
 pub fn setup(f: &Flags, http: SocketAddr) -> anyhow::Result<Option<(DlnaOptions, SsdpConfig)>> {
     if !f.dlna {
+        if f.dlna_name.is_some() || f.dlna_interfaces.is_some() {
+            tracing::warn!("-dlnaName and -dlnaInterfaces have no effect without -dlna");
+        }
         return Ok(None);
     }
     if f.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {

@@ -5,11 +5,26 @@ use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
 };
 
+/// An address of ours and the subnet it is on: SSDP answers only searchers on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Subnet {
+    pub ip: Ipv4Addr,
+    pub netmask: Ipv4Addr,
+}
+
+impl Subnet {
+    pub fn contains(&self, other: Ipv4Addr) -> bool {
+        let m = u32::from(self.netmask);
+        u32::from(self.ip) & m == u32::from(other) & m
+    }
+}
+
 /// One IPv4 address of a local interface.
 #[derive(Clone, Debug)]
 pub struct IfAddr {
     pub name: String,
     pub ip: Ipv4Addr,
+    pub netmask: Ipv4Addr,
     pub up: bool,
     pub multicast: bool,
     pub loopback: bool,
@@ -38,12 +53,20 @@ pub fn local_ipv4() -> std::io::Result<Vec<IfAddr>> {
         // SAFETY: an AF_INET address is a sockaddr_in.
         let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
         let flags = ifa.ifa_flags as libc::c_int;
+        let netmask = if ifa.ifa_netmask.is_null() {
+            Ipv4Addr::BROADCAST
+        } else {
+            // SAFETY: the netmask of an AF_INET address is a sockaddr_in too.
+            let m = unsafe { &*(ifa.ifa_netmask as *const libc::sockaddr_in) };
+            Ipv4Addr::from(u32::from_be(m.sin_addr.s_addr))
+        };
         out.push(IfAddr {
             // SAFETY: ifa_name is a NUL-terminated string owned by the list.
             name: unsafe { CStr::from_ptr(ifa.ifa_name) }
                 .to_string_lossy()
                 .into_owned(),
             ip: Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+            netmask,
             up: flags & libc::IFF_UP != 0,
             multicast: flags & libc::IFF_MULTICAST != 0,
             loopback: flags & libc::IFF_LOOPBACK != 0,
@@ -57,7 +80,7 @@ pub fn local_ipv4() -> std::io::Result<Vec<IfAddr>> {
 /// The SSDP addresses for `-dlnaInterfaces` (comma-separated IPv4 addresses or interface
 /// names) or, without it, for the HTTP address: its own address, or every up, multicast,
 /// non-loopback interface when it listens on all of them. Each must be reachable over HTTP.
-pub fn ssdp_addresses(flag: Option<&str>, http: SocketAddr) -> Result<Vec<Ipv4Addr>, String> {
+pub fn ssdp_addresses(flag: Option<&str>, http: SocketAddr) -> Result<Vec<Subnet>, String> {
     let local = local_ipv4().map_err(|e| format!("cannot list network interfaces: {e}"))?;
     let mut out: Vec<Ipv4Addr> = Vec::new();
     match flag {
@@ -117,7 +140,16 @@ pub fn ssdp_addresses(flag: Option<&str>, http: SocketAddr) -> Result<Vec<Ipv4Ad
             ));
         }
     }
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|ip| Subnet {
+            ip,
+            netmask: local
+                .iter()
+                .find(|a| a.ip == ip)
+                .map_or(Ipv4Addr::BROADCAST, |a| a.netmask),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -127,19 +159,19 @@ mod tests {
     #[test]
     fn addresses() {
         let http: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(ssdp_addresses(None, http), Ok(vec![Ipv4Addr::LOCALHOST]));
-        assert_eq!(
-            ssdp_addresses(Some("127.0.0.1, lo"), http),
-            Ok(vec![Ipv4Addr::LOCALHOST])
-        );
+        let lo = Subnet {
+            ip: Ipv4Addr::LOCALHOST,
+            netmask: Ipv4Addr::new(255, 0, 0, 0),
+        };
+        assert_eq!(ssdp_addresses(None, http), Ok(vec![lo]));
+        assert_eq!(ssdp_addresses(Some("127.0.0.1, lo"), http), Ok(vec![lo]));
+        assert!(lo.contains(Ipv4Addr::new(127, 9, 9, 9)));
+        assert!(!lo.contains(Ipv4Addr::new(192, 0, 2, 1)));
         assert!(ssdp_addresses(Some("nosuch0"), http).is_err());
         assert!(ssdp_addresses(Some(","), http).is_err());
         assert!(ssdp_addresses(Some("192.0.2.77"), http).is_err());
         let all: SocketAddr = "0.0.0.0:8080".parse().unwrap();
-        assert_eq!(
-            ssdp_addresses(Some("127.0.0.1"), all),
-            Ok(vec![Ipv4Addr::LOCALHOST])
-        );
+        assert_eq!(ssdp_addresses(Some("127.0.0.1"), all), Ok(vec![lo]));
         let v6: SocketAddr = "[::1]:8080".parse().unwrap();
         assert!(ssdp_addresses(None, v6).is_err());
     }

@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{net::UdpSocket, sync::Notify, task::JoinHandle, time::Instant};
 use tracing::{debug, info, warn};
 
-use super::{cds, DESCRIPTION_PATH, DEVICE_TYPE};
+use super::{cds, ifaces::Subnet, DESCRIPTION_PATH, DEVICE_TYPE};
 
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
 const PORT: u16 = 1900;
@@ -33,7 +33,8 @@ const MAX_DATAGRAM: usize = 8192;
 pub struct SsdpConfig {
     /// `uuid:…`.
     pub uuid: String,
-    pub addresses: Vec<Ipv4Addr>,
+    /// Our addresses; only searchers on their subnets are answered.
+    pub addresses: Vec<Subnet>,
     pub http_port: u16,
 }
 
@@ -43,6 +44,25 @@ struct Inner {
     /// One sender per address: multicast goes out of that interface, unicast from it.
     send: Vec<(Ipv4Addr, UdpSocket)>,
     server: String,
+    budget: Budget,
+}
+
+/// Most M-SEARCHes answered per second.
+const ANSWERS_PER_SEC: u32 = 50;
+
+/// A per-second budget of answers.
+struct Budget(std::sync::Mutex<(Instant, u32)>);
+
+impl Budget {
+    fn take(&self) -> bool {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now.duration_since(g.0) >= Duration::from_secs(1) {
+            *g = (now, 0);
+        }
+        g.1 += 1;
+        g.1 <= ANSWERS_PER_SEC
+    }
 }
 
 /// The running announcer; [`Ssdp::stop`] says byebye.
@@ -52,15 +72,15 @@ pub struct Ssdp {
     task: JoinHandle<()>,
 }
 
-fn receiver(addresses: &[Ipv4Addr]) -> io::Result<UdpSocket> {
+fn receiver(addresses: &[Subnet]) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     // Other UPnP software on this machine listens on 1900 too.
     s.set_reuse_address(true)?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT)).into())?;
     // Only the groups joined here, on the chosen interfaces.
     s.set_multicast_all_v4(false)?;
-    for ip in addresses {
-        s.join_multicast_v4(&GROUP, ip)?;
+    for a in addresses {
+        s.join_multicast_v4(&GROUP, &a.ip)?;
     }
     s.set_nonblocking(true)?;
     UdpSocket::from_std(s.into())
@@ -85,7 +105,8 @@ impl Ssdp {
         let send = cfg
             .addresses
             .iter()
-            .map(|&ip| {
+            .map(|a| a.ip)
+            .map(|ip| {
                 sender(ip)
                     .map(|s| (ip, s))
                     .map_err(|e| io::Error::new(e.kind(), format!("SSDP sender on {ip}: {e}")))
@@ -93,13 +114,16 @@ impl Ssdp {
             .collect::<io::Result<Vec<_>>>()?;
         info!(
             "DLNA: SSDP on {:?}, device {} at http://<address>:{}{DESCRIPTION_PATH}",
-            cfg.addresses, cfg.uuid, cfg.http_port
+            cfg.addresses.iter().map(|a| a.ip).collect::<Vec<_>>(),
+            cfg.uuid,
+            cfg.http_port
         );
         let inner = Arc::new(Inner {
             cfg,
             recv,
             send,
             server: format!("Linux UPnP/1.0 confluence/{}", env!("CARGO_PKG_VERSION")),
+            budget: Budget(std::sync::Mutex::new((Instant::now(), 0))),
         });
         let stop = Arc::new(Notify::new());
         let task = tokio::spawn(run(inner.clone(), stop.clone()));
@@ -190,6 +214,16 @@ impl Inner {
         let Some(st) = msearch_target(datagram) else {
             return;
         };
+        // Never answer beyond our subnets (an answer is five datagrams: no reflection to the
+        // internet), and at most ANSWERS_PER_SEC searches a second.
+        let on_subnet = match src.ip() {
+            std::net::IpAddr::V4(ip) => self.cfg.addresses.iter().any(|a| a.contains(ip)),
+            std::net::IpAddr::V6(_) => false,
+        };
+        if !on_subnet || !self.budget.take() {
+            debug!(%src, on_subnet, "DLNA: M-SEARCH not answered");
+            return;
+        }
         let targets: Vec<(String, String)> = self
             .targets()
             .into_iter()
