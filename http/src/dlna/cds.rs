@@ -132,8 +132,17 @@ enum Obj {
 }
 
 impl Ctx<'_> {
+    /// Moves when a torrent comes or goes, or one waiting for its metadata gets it (its
+    /// folder's content changes); not when a stored torrent is loaded or dropped from memory.
     fn update_id(&self) -> u32 {
-        self.state.update_id(&self.engine.known())
+        let waiting: Vec<InfoHash> = self
+            .engine
+            .torrents()
+            .iter()
+            .filter(|t| t.info().is_none())
+            .map(|t| t.ih)
+            .collect();
+        self.state.update_id(&self.engine.known(), &waiting)
     }
 
     /// The torrent's info if it is known now (from memory or the metainfo store); never waits.

@@ -80,16 +80,21 @@ pub(crate) struct State {
     pub friendly_name: String,
     pub uuid: String,
     pub trees: tree::TreeCache,
-    /// (fingerprint of the known torrents, SystemUpdateID): the ID moves when the set changes.
+    /// (fingerprint of the torrents, SystemUpdateID): the ID moves when the fingerprint does.
     update: Mutex<(u64, u32)>,
 }
 
 impl State {
-    pub fn update_id(&self, known: &[InfoHash]) -> u32 {
+    /// The SystemUpdateID for this set of known torrents and of those among them still
+    /// waiting for metadata.
+    pub fn update_id(&self, known: &[InfoHash], waiting: &[InfoHash]) -> u32 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for ih in known {
-            for &b in &ih.0 {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        for (tag, list) in [(0u8, known), (1, waiting)] {
+            h = (h ^ u64::from(tag)).wrapping_mul(0x0100_0000_01b3);
+            for ih in list {
+                for &b in &ih.0 {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
             }
         }
         let mut g = self.update.lock().unwrap_or_else(|e| e.into_inner());
@@ -295,4 +300,22 @@ pub(crate) fn data_headers(req: &HttpRequest) -> Vec<(HeaderName, HeaderValue)> 
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_id_moves_with_the_torrents() {
+        let o = DlnaOptions::new("n".into(), "uuid:x".into());
+        let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
+        let first = o.0.update_id(&[a], &[a]);
+        assert_eq!(o.0.update_id(&[a], &[a]), first, "nothing changed");
+        let got_info = o.0.update_id(&[a], &[]);
+        assert_ne!(got_info, first, "metadata arrived");
+        let added = o.0.update_id(&[a, b], &[]);
+        assert_ne!(added, got_info, "a torrent was added");
+        assert_eq!(o.0.update_id(&[a, b], &[]), added);
+    }
 }
