@@ -378,7 +378,44 @@ fn assert_fault(r: &Resp, code: u16, what: &str) {
 #[test]
 fn bad_soap_gets_faults_and_4xx() {
     let d = Daemon::start(&["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    let id = |d: &Daemon| {
+        let r = soap(d, "ContentDirectory", "GetSystemUpdateID", "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        tag(&r.text(), "Id")
+    };
+    let before = id(&d);
     let (ih, _) = upload_evil(&d);
+    assert_ne!(
+        id(&d),
+        before,
+        "SystemUpdateID moves when a torrent is added"
+    );
+    // A torrent without metadata yet: listed under its infohash, empty, never waited for.
+    let waiting = random_ih();
+    assert_eq!(d.get(&format!("/info?ih={waiting}&nowait=1")).status, 202);
+    let r = soap(
+        &d,
+        "ContentDirectory",
+        "Browse",
+        &browse_args(&waiting, "BrowseMetadata", "0", "0"),
+    );
+    let didl = tag(&r.text(), "Result")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    assert!(
+        didl.contains(&format!("<dc:title>{waiting}</dc:title>")),
+        "{didl}"
+    );
+    assert!(didl.contains("childCount=\"0\""), "{didl}");
+    let r = soap(
+        &d,
+        "ContentDirectory",
+        "Browse",
+        &browse_args(&waiting, "BrowseDirectChildren", "0", "0"),
+    );
+    assert_eq!(tag(&r.text(), "TotalMatches"), "0");
     let ok = soap(
         &d,
         "ContentDirectory",
@@ -387,6 +424,17 @@ fn bad_soap_gets_faults_and_4xx() {
     );
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(tag(&ok.text(), "TotalMatches"), "1");
+    let r = soap(
+        &d,
+        "ContentDirectory",
+        "Browse",
+        &browse_args("0", "BrowseDirectChildren", "0", "0"),
+    );
+    assert_eq!(
+        tag(&r.text(), "TotalMatches"),
+        "2",
+        "the upload and the waiting torrent"
+    );
     let item = format!("{ih}/f0");
 
     let faults: Vec<(&str, Resp, u16)> = vec![
@@ -425,7 +473,7 @@ fn bad_soap_gets_faults_and_4xx() {
     );
     assert_eq!(
         (r.status, tag(&r.text(), "NumberReturned")),
-        (200, "1".to_owned())
+        (200, "2".to_owned())
     );
     let r = soap(
         &d,
@@ -436,7 +484,7 @@ fn bad_soap_gets_faults_and_4xx() {
     let t = r.text();
     assert_eq!(
         (r.status, tag(&t, "NumberReturned"), tag(&t, "TotalMatches")),
-        (200, "0".to_owned(), "1".to_owned())
+        (200, "0".to_owned(), "2".to_owned())
     );
 
     // Bodies over 64 KiB: 413 by Content-Length before reading, or as they arrive (chunked).

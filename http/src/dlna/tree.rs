@@ -238,6 +238,38 @@ mod tests {
     }
 
     #[test]
+    fn tree_follows_the_mount_and_lists_media_only() {
+        let mut b = b"d5:filesl".to_vec();
+        for path in [
+            &["a", "x.mp4"][..],
+            &["a", "x.mp4"], // a duplicate: the first wins
+            &["b.txt"],      // not media
+            &["c.flac"],
+            &["c.flac", "y.mp4"], // under a name that is a file
+        ] {
+            b.extend_from_slice(b"d6:lengthi1e4:pathl");
+            for c in path {
+                b.extend_from_slice(format!("{}:{c}", c.len()).as_bytes());
+            }
+            b.extend_from_slice(b"ee");
+        }
+        b.extend_from_slice(b"e4:name1:t12:piece lengthi16384e6:pieces20:");
+        b.extend_from_slice(&[7; 20]);
+        b.push(b'e');
+        let info = confluence_core::metainfo::parse_info(&b).unwrap();
+        let t = Tree::build(Arc::new(info));
+        assert_eq!(t.dirs.len(), 2);
+        assert_eq!(t.dirs[0].children, [Child::Dir(1), Child::File(3)]);
+        assert_eq!((t.dirs[1].name.as_str(), t.dirs[1].parent), ("a", Some(0)));
+        assert_eq!(t.dirs[1].children, [Child::File(0)]);
+        assert_eq!(t.file_dir, [Some(1), None, None, Some(0), None]);
+        assert_eq!(
+            t.file_media[3],
+            Some(("audio/flac".to_owned(), Media::Audio))
+        );
+    }
+
+    #[test]
     fn media_classes() {
         assert_eq!(Media::of_mime("video/mp4"), Some(Media::Video));
         assert_eq!(Media::of_mime("audio/flac"), Some(Media::Audio));
