@@ -285,7 +285,13 @@ fn uuid_survives_a_restart() {
     let mut d = Daemon::start_in(&dir, &["-dlna", "-dlnaInterfaces=lo"]);
     assert_eq!(udn(&d), first, "same UUID after a restart");
     d.stop();
-    let other = Daemon::start(&["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    // Without -dlnaInterfaces SSDP runs on -addr's address (127.0.0.1 here).
+    let other = Daemon::start(&["-dlna"]);
+    assert!(
+        other.log().contains("DLNA: SSDP on [127.0.0.1]"),
+        "{}",
+        other.log_tail(5)
+    );
     assert_ne!(udn(&other), first, "another data dir, another device");
     // Without -dlna there is no /dlna/.
     let plain = Daemon::start_in(&dir, &[]);
