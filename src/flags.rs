@@ -179,6 +179,21 @@ pub struct Flags {
     /// Require this token from HTTP clients [default: no authentication, like the original].
     #[arg(long = "authToken", value_name = "TOKEN")]
     pub auth_token: Option<String>,
+
+    /// Also be a DLNA/UPnP media server for TVs: SSDP on UDP 1900, control and streams on -addr.
+    #[arg(long = "dlna", value_name = "BOOL", default_value = "false",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_parser = parse_go_bool)]
+    pub dlna: bool,
+
+    /// The DLNA server's name on TVs [default: confluence on <host name>].
+    #[arg(long = "dlnaName", value_name = "NAME")]
+    pub dlna_name: Option<String>,
+
+    /// Comma-separated IPv4 addresses or interface names to announce the DLNA server on
+    /// [default: -addr's address; every interface when -addr listens on all].
+    #[arg(long = "dlnaInterfaces", value_name = "IP|IFACE,...")]
+    pub dlna_interfaces: Option<String>,
 }
 
 impl Flags {

@@ -3,6 +3,7 @@
 //! This file only wires things together: flags → core config, the engine on its own runtime,
 //! the HTTP server on actix's, and signals to stop both.
 
+mod dlna;
 mod flags;
 
 use std::{
@@ -110,6 +111,7 @@ fn http_options(f: &flags::Flags) -> confluence_http::Options {
         debug_on_main: f.debug_on_main,
         auth_token: f.auth_token.clone().filter(|t| !t.is_empty()),
         public_ips,
+        dlna: None,
     }
 }
 
@@ -127,6 +129,7 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     if !http_addr.ip().is_loopback() && f.auth_token.as_deref().unwrap_or("").is_empty() {
         warn!("HTTP API on {http_addr} is reachable from other machines without -authToken: anyone who can reach it can make this machine download and serve torrents");
     }
+    let dlna = dlna::setup(&f, http_addr)?;
 
     let rt = EngineRuntime::start()?;
     let engine = rt
@@ -144,14 +147,26 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     };
 
     let http_engine = engine.clone();
-    let http_opts = http_options(&f);
+    let mut http_opts = http_options(&f);
+    let (dlna_opts, ssdp_cfg) = dlna.unzip();
+    http_opts.dlna = dlna_opts;
     let served = actix_web::rt::System::new().block_on(async move {
         let server = confluence_http::server(http_engine, listener, http_opts)?;
         let handle = server.handle();
+        let mut ssdp = dlna::start(ssdp_cfg)?;
         tokio::select! {
-            r = server => r,
+            r = server => {
+                if let Some(s) = ssdp.take() {
+                    s.stop().await;
+                }
+                r
+            }
             _ = wait_for_signal() => {
                 info!("stopping");
+                // Byebye first, while the description is still served.
+                if let Some(s) = ssdp.take() {
+                    s.stop().await;
+                }
                 handle.stop(false).await;
                 Ok(())
             }

@@ -211,6 +211,9 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
     resp.status(status)
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, ctype));
+    for h in crate::dlna::data_headers(&req) {
+        resp.insert_header(h);
+    }
     let mut resp = if *req.method() == Method::HEAD || length == 0 {
         // No body is sent, but Content-Length must still say how long it would be.
         let empty = futures::stream::empty::<Result<Bytes, std::io::Error>>();

@@ -5,6 +5,7 @@ pub mod bep44;
 mod body;
 mod conn;
 mod data;
+pub mod dlna;
 mod error;
 pub mod events;
 pub mod filestate;
@@ -34,6 +35,8 @@ pub struct Options {
     pub auth_token: Option<String>,
     /// `-publicIp4`/`-publicIp6`: given as `nodes` (with the peer port) in `/upload` answers.
     pub public_ips: Vec<IpAddr>,
+    /// `-dlna`: the UPnP MediaServer's routes under `/dlna/` (SSDP runs from main).
+    pub dlna: Option<dlna::DlnaOptions>,
 }
 
 /// The status the original writes when a client goes away mid-wait (nobody receives it).
@@ -134,6 +137,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
     if opts.debug_on_main {
         cfg.route("/metrics", web::to(status::metrics))
             .route("/debug/{rest:.*}", web::to(status::debug));
+    }
+    if let Some(d) = &opts.dlna {
+        dlna::routes(cfg, d);
     }
     cfg.default_service(web::to(fallback));
 }
