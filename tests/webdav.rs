@@ -352,6 +352,18 @@ fn rclone_lists_and_cats_byte_exact() {
         r.header("www-authenticate"),
         Some(r#"Basic realm="confluence", charset="UTF-8""#)
     );
+    // Basic: any user name, the token as password; a wrong password is refused.
+    let basic = |cred: &str| format!("Basic {}", data_encoding::BASE64.encode(cred.as_bytes()));
+    for (cred, status) in [
+        ("anyone:dav-s3cret", 207),
+        (":dav-s3cret", 207),
+        ("anyone:dav-s3cre", 401),
+        ("dav-s3cret", 401),
+    ] {
+        let auth = basic(cred);
+        let r = propfind(&d, "/dav/", Some("0"), b"", &[("Authorization", &auth)]);
+        assert_eq!(r.status, status, "Basic {cred:?}: {}", r.text());
+    }
     d.req(
         "POST",
         "/metainfo?token=dav-s3cret",
