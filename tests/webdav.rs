@@ -530,3 +530,96 @@ fn davfs2_mount_reads_files() {
     }
     d.assert_healthy();
 }
+
+/// A metainfo (no seeder needed) of `n` one-byte files in directory `big/` plus files whose
+/// names XML and URLs must escape, created at 1700000000. Returns (metainfo, hex infohash).
+fn crafted_torrent(n: usize) -> (Vec<u8>, String) {
+    let mut files = Vec::new();
+    let mut add = |path: &[&[u8]]| {
+        files.extend_from_slice(b"d6:lengthi1e4:pathl");
+        for c in path {
+            files.extend_from_slice(format!("{}:", c.len()).as_bytes());
+            files.extend_from_slice(c);
+        }
+        files.extend_from_slice(b"ee");
+    };
+    add(&[b"<a href=\"x\">&amp;<b>.txt"]);
+    add(&[b"ctl\x01\x7f.bin"]);
+    add(&[b"100% #?;.txt"]);
+    for i in 0..n {
+        add(&[b"big", format!("f{i:05}.bin").as_bytes()]);
+    }
+    let total = n + 3;
+    let pieces = total.div_ceil(16384);
+    let mut info = b"d5:filesl".to_vec();
+    info.extend_from_slice(&files);
+    info.extend_from_slice(b"e4:name7:crafted12:piece lengthi16384e6:pieces");
+    info.extend_from_slice(format!("{}:", pieces * 20).as_bytes());
+    info.extend(std::iter::repeat_n(9u8, pieces * 20));
+    info.push(b'e');
+    let mut t = b"d13:creation datei1700000000e4:info".to_vec();
+    t.extend_from_slice(&info);
+    t.push(b'e');
+    (t, common::sha1_hex(&info))
+}
+
+/// A directory of 3000 entries streams (chunked) as one well-formed multistatus that rclone
+/// lists too; names with markup, control characters and URL syntax come back escaped; dates
+/// are the torrent's creation date.
+#[test]
+fn big_listings_stream_and_names_are_escaped() {
+    let d = Daemon::start(&["-torrentGrace=1s"]);
+    let (torrent, ih) = crafted_torrent(3000);
+    d.post_metainfo(&torrent, &ih);
+    let r = propfind(&d, &format!("/dav/{ih}/big/"), Some("1"), ALLPROP, &[]);
+    assert_eq!(
+        r.header("transfer-encoding"),
+        Some("chunked"),
+        "a big listing streams"
+    );
+    let list = multistatus(&r);
+    assert_eq!(list.len(), 3001);
+    assert_eq!(list[3000].href, format!("/dav/{ih}/big/f02999.bin"));
+    assert_eq!(
+        list[3000].props["getlastmodified"],
+        "Tue, 14 Nov 2023 22:13:20 GMT"
+    );
+    assert_eq!(list[3000].props["creationdate"], "2023-11-14T22:13:20Z");
+
+    let top = multistatus(&propfind(&d, &format!("/dav/{ih}/"), Some("1"), b"", &[]));
+    assert!(top.len() == 5, "{top:?}");
+    let names: Vec<(&str, &str)> = top[1..]
+        .iter()
+        .map(|e| (e.href.as_str(), e.props["displayname"].as_str()))
+        .collect();
+    let base = format!("/dav/{ih}/");
+    assert_eq!(
+        names,
+        [
+            (
+                format!("{base}%3Ca%20href%3D%22x%22%3E%26amp%3B%3Cb%3E.txt").as_str(),
+                "<a href=\"x\">&amp;<b>.txt"
+            ),
+            (
+                format!("{base}ctl%01%7F.bin").as_str(),
+                "ctl\u{fffd}\u{7f}.bin"
+            ),
+            (
+                format!("{base}100%25%20%23%3F%3B.txt").as_str(),
+                "100% #?;.txt"
+            ),
+            (format!("{base}big/").as_str(), "big"),
+        ]
+    );
+
+    // A real client follows the escaped hrefs and the chunked listing.
+    let dir = temp_dir("rclone-big");
+    let out = dir.join("out");
+    rclone(&d, &["lsf", &format!(":webdav:{ih}/big")], &out);
+    assert_eq!(fs::read_to_string(&out).unwrap().lines().count(), 3000);
+    rclone(&d, &["lsf", &format!(":webdav:{ih}")], &out);
+    let top = fs::read_to_string(&out).unwrap();
+    assert!(top.lines().any(|l| l == "100% #?;.txt"), "{top}");
+    let _ = fs::remove_dir_all(&dir);
+    d.assert_healthy();
+}

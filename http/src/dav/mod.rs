@@ -233,7 +233,7 @@ async fn propfind(
     };
     let prefix = href_prefix(&req);
     let resources = match target {
-        Target::Root => root_resources(&engine, &prefix, children),
+        Target::Root => Box::new(root_resources(&engine, &prefix, children).into_iter()),
         Target::Torrent(ih, comps) => {
             match torrent_resources(&req, &engine, &prefix, ih, &comps, children).await {
                 Ok(r) => r,
@@ -241,9 +241,16 @@ async fn propfind(
             }
         }
     };
-    HttpResponse::build(StatusCode::MULTI_STATUS)
-        .insert_header((header::CONTENT_TYPE, "application/xml; charset=utf-8"))
-        .body(xml::multistatus(&resources, &want))
+    let body = xml::Multistatus::new(resources, want);
+    let mut resp = HttpResponse::build(StatusCode::MULTI_STATUS);
+    resp.insert_header((header::CONTENT_TYPE, "application/xml; charset=utf-8"));
+    if body.is_small() {
+        resp.body(body.into_bytes())
+    } else {
+        resp.streaming(futures::stream::iter(
+            body.map(Ok::<_, std::convert::Infallible>),
+        ))
+    }
 }
 
 /// The root and, with Depth 1, every torrent the daemon knows. Never waits.
@@ -265,8 +272,11 @@ fn root_resources(engine: &Engine, prefix: &str, children: bool) -> Vec<Resource
     out
 }
 
-/// A resource inside a torrent (and its children with Depth 1). The torrent directory itself
-/// at Depth 0 answers at once; anything else waits for the torrent's info.
+type Resources = Box<dyn Iterator<Item = Resource> + Send>;
+
+/// A resource inside a torrent, and its children with Depth 1 (made as the answer is sent).
+/// The torrent directory itself at Depth 0 answers at once; anything else waits for the
+/// torrent's info.
 async fn torrent_resources(
     req: &HttpRequest,
     engine: &Engine,
@@ -274,11 +284,12 @@ async fn torrent_resources(
     ih: InfoHash,
     comps: &[String],
     children: bool,
-) -> Result<Vec<Resource>, HttpResponse> {
+) -> Result<Resources, HttpResponse> {
     let t = engine.acquire(ih, &[]);
     let top = format!("{prefix}/{ih}/");
     if comps.is_empty() && !children && t.info().is_none() {
-        return Ok(vec![collection(top, ih.to_string(), torrent_time(&t))]);
+        let one = collection(top, ih.to_string(), torrent_time(&t));
+        return Ok(Box::new(std::iter::once(one)));
     }
     let info = wait_info(req, &t).await.ok_or_else(crate::client_gone)?;
     let modified = torrent_time(&t);
@@ -290,28 +301,46 @@ async fn torrent_resources(
         href.push('/');
     }
     let name = comps.last().cloned().unwrap_or_else(|| ih.to_string());
-    let resource = |href: String, name: String, kind: Kind| match kind {
-        Kind::Dir(_) => collection(href, name, modified),
-        Kind::File(f) => {
-            let href = href.strip_suffix('/').map(str::to_owned).unwrap_or(href);
-            Resource {
-                href,
+    let made = Made { info, ih, modified };
+    let this = made.resource(href.clone(), name, node);
+    let kids = match (node, children) {
+        (Kind::Dir(d), true) => tree.dirs[d].entries.len(),
+        _ => 0,
+    };
+    let dir = match node {
+        Kind::Dir(d) => d,
+        Kind::File(_) => 0,
+    };
+    let rest = (0..kids).map(move |i| {
+        let (n, kind) = &tree.dirs[dir].entries[i];
+        made.resource(format!("{href}{}/", enc(n)), n.clone(), *kind)
+    });
+    Ok(Box::new(std::iter::once(this).chain(rest)))
+}
+
+/// What every resource of one torrent shares.
+struct Made {
+    info: std::sync::Arc<Info>,
+    ih: InfoHash,
+    modified: SystemTime,
+}
+
+impl Made {
+    /// `href` ends in `/`; a file's loses it.
+    fn resource(&self, href: String, name: String, kind: Kind) -> Resource {
+        match kind {
+            Kind::Dir(_) => collection(href, name, self.modified),
+            Kind::File(f) => Resource {
+                href: href.strip_suffix('/').map(str::to_owned).unwrap_or(href),
                 file: Some(FileProps {
-                    length: info.files[f].length,
+                    length: self.info.files[f].length,
                     content_type: range::content_type_for(&name),
                     // The same strong validator `/data` gives the file.
-                    etag: format!("\"{ih}-{f}\""),
+                    etag: format!("\"{}-{f}\"", self.ih),
                 }),
                 name,
-                modified,
-            }
-        }
-    };
-    let mut out = vec![resource(href.clone(), name, node)];
-    if let (Kind::Dir(d), true) = (node, children) {
-        for (n, kind) in &tree.dirs[d].entries {
-            out.push(resource(format!("{href}{}/", enc(n)), n.clone(), *kind));
+                modified: self.modified,
+            },
         }
     }
-    Ok(out)
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quick_xml::{
-    events::{BytesDecl, BytesText, Event},
+    events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event},
     name::ResolveResult,
     NsReader, Writer,
 };
@@ -311,23 +311,76 @@ fn write_response(w: &mut W, r: &Resource, want: &Want) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The body of a `207 Multi-Status` answer.
-pub fn multistatus(resources: &[Resource], want: &Want) -> Vec<u8> {
-    let mut w = Writer::new(Vec::with_capacity(512 + resources.len() * 600));
-    let r: std::io::Result<()> = (|| {
-        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))?;
-        w.create_element("D:multistatus")
-            .with_attribute(("xmlns:D", "DAV:"))
-            .write_inner_content(|w| {
-                resources
-                    .iter()
-                    .try_for_each(|r| write_response(w, r, want))
-            })?;
-        Ok(())
-    })();
-    // Writing into a Vec cannot fail.
-    debug_assert!(r.is_ok());
-    w.into_inner()
+/// How many `<D:response>`s go into one chunk of a streamed answer.
+const BATCH: usize = 256;
+
+/// The body of a `207 Multi-Status` answer in chunks, the resources made as it is sent: a
+/// directory of a torrent with 100 000 files never sits in memory as one XML document.
+pub struct Multistatus {
+    resources: Box<dyn Iterator<Item = Resource> + Send>,
+    want: Want,
+    /// 0: the head is next; 1: resources; 2: the foot is next; 3: done.
+    stage: u8,
+}
+
+impl Multistatus {
+    pub fn new(resources: Box<dyn Iterator<Item = Resource> + Send>, want: Want) -> Self {
+        Self {
+            resources,
+            want,
+            stage: 0,
+        }
+    }
+
+    /// The whole body at once.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.flat_map(|b| b.to_vec()).collect()
+    }
+
+    /// Whether the whole answer fits one batch (then it is sent with a `Content-Length`).
+    pub fn is_small(&self) -> bool {
+        self.resources.size_hint().1.is_some_and(|n| n <= BATCH)
+    }
+}
+
+impl Iterator for Multistatus {
+    type Item = bytes::Bytes;
+
+    fn next(&mut self) -> Option<bytes::Bytes> {
+        let mut w = Writer::new(Vec::new());
+        // Writing into a Vec cannot fail.
+        let _ = match self.stage {
+            0 => {
+                self.stage = 1;
+                w.write_event(Event::Decl(BytesDecl::new("1.0", Some("utf-8"), None)))
+                    .and_then(|_| {
+                        let start =
+                            BytesStart::new("D:multistatus").with_attributes([("xmlns:D", "DAV:")]);
+                        w.write_event(Event::Start(start))
+                    })
+            }
+            1 => {
+                let mut n = 0;
+                for r in self.resources.by_ref().take(BATCH) {
+                    let _ = write_response(&mut w, &r, &self.want);
+                    n += 1;
+                }
+                if n < BATCH {
+                    self.stage = 2;
+                }
+                if n == 0 {
+                    return self.next();
+                }
+                Ok(())
+            }
+            2 => {
+                self.stage = 3;
+                w.write_event(Event::End(BytesEnd::new("D:multistatus")))
+            }
+            _ => return None,
+        };
+        Some(w.into_inner().into())
+    }
 }
 
 #[cfg(test)]
@@ -414,12 +467,39 @@ mod tests {
                 etag: "\"e\"".into(),
             }),
         };
-        let out = String::from_utf8(multistatus(&[r], &Want::AllProp)).unwrap();
+        let out = Multistatus::new(Box::new(vec![r].into_iter()), Want::AllProp).into_bytes();
+        let out = String::from_utf8(out).unwrap();
         assert!(
             out.contains("<D:displayname>&lt;a&gt;&amp;&quot;\u{fffd}</D:displayname>"),
             "{out}"
         );
         assert!(out.contains("<D:getcontentlength>3</D:getcontentlength>"));
         assert!(out.contains("<D:resourcetype/>"));
+    }
+
+    #[test]
+    fn streams_big_listings_in_batches() {
+        let r = |i: usize| Resource {
+            href: format!("/dav/x/{i}"),
+            name: i.to_string(),
+            modified: UNIX_EPOCH,
+            file: None,
+        };
+        let small = Multistatus::new(Box::new((0..BATCH).map(r)), Want::AllProp);
+        assert!(small.is_small());
+        let big = Multistatus::new(Box::new((0..BATCH * 2 + 1).map(r)), Want::PropName);
+        assert!(!big.is_small());
+        let chunks: Vec<_> = big.collect();
+        // head, three batches, foot
+        assert_eq!(chunks.len(), 5);
+        let text = String::from_utf8(chunks.concat()).unwrap();
+        assert_eq!(text.matches("<D:response>").count(), BATCH * 2 + 1);
+        assert!(text.starts_with(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><D:multistatus xmlns:D=\"DAV:\">"
+        ));
+        assert!(text.ends_with("</D:response></D:multistatus>"));
+        // Exactly one batch: no empty chunk.
+        let exact = Multistatus::new(Box::new((0..BATCH).map(r)), Want::AllProp);
+        assert_eq!(exact.count(), 3);
     }
 }
