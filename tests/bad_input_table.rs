@@ -1383,3 +1383,137 @@ fn fuse_refusals_get_the_right_errno_and_never_hang() {
     assert_no_panic(&f.daemon);
     eprintln!("{n} refused FUSE operations, each with the right errno");
 }
+
+/// Issue 16: bad input to the WebDAV share (`/dav/`): malformed or oversized PROPFIND bodies,
+/// refused depths, writes, names that are no infohash, broken escapes. No swarm needed: none of
+/// these waits for a torrent.
+#[test]
+fn webdav_bad_input_gets_a_4xx_with_one_line() {
+    let d = Daemon::start(&["-torrentGrace=1s"]);
+    let ih = "0123456789abcdef0123456789abcdef01234567";
+    let pf = |target: &str, depth: &str, body: &[u8]| {
+        let h = if depth.is_empty() {
+            String::new()
+        } else {
+            format!("Depth: {depth}\r\n")
+        };
+        req("PROPFIND", target.as_bytes(), h.as_bytes(), body)
+    };
+    let deep = format!("<propfind xmlns=\"DAV:\">{}", "<a>".repeat(10_000));
+    let malformed = |what: &str, body: &[u8]| Case {
+        what: format!("PROPFIND body: {what}"),
+        raw: pf("/dav/", "0", body),
+        want: Want::Prefix(400, "malformed PROPFIND body: ".into()),
+    };
+    let refused = |m: &str| Case {
+        what: format!("{m} on the read-only share"),
+        raw: req(m, format!("/dav/{ih}/a.bin").as_bytes(), b"", b"x"),
+        want: line(405, format!("read-only WebDAV share: {m} is not allowed")),
+    };
+    let mut cases = vec![
+        malformed("not XML", b"this is not xml"),
+        malformed("unclosed element", b"<propfind xmlns=\"DAV:\"><prop>"),
+        malformed("mismatched end tag", b"<propfind xmlns=\"DAV:\"></prop>"),
+        malformed("unknown prefix", b"<q:propfind><q:allprop/></q:propfind>"),
+        Case {
+            what: "PROPFIND body: not UTF-8".into(),
+            raw: pf("/dav/", "0", b"<propfind \xff\xfe/>"),
+            want: line(400, "PROPFIND body is not UTF-8"),
+        },
+        Case {
+            what: "PROPFIND body: another root element".into(),
+            raw: pf("/dav/", "1", b"<x:set xmlns:x=\"DAV:\"/>"),
+            want: line(400, "PROPFIND body is not a DAV:propfind but \"set\""),
+        },
+        Case {
+            what: "PROPFIND body: 10 000 levels deep".into(),
+            raw: pf("/dav/", "0", deep.as_bytes()),
+            want: line(400, "PROPFIND body nested over 32 levels"),
+        },
+        Case {
+            what: "PROPFIND body over 64 KiB (declared)".into(),
+            raw: req(
+                "PROPFIND",
+                b"/dav/",
+                b"Depth: 0\r\nContent-Length: 100000000\r\n",
+                b"",
+            ),
+            want: line(413, "request body too large (limit 65536 bytes)"),
+        },
+        Case {
+            what: "PROPFIND body over 64 KiB (chunked)".into(),
+            raw: req(
+                "PROPFIND",
+                b"/dav/",
+                b"Depth: 0\r\nTransfer-Encoding: chunked\r\n",
+                format!("11000\r\n{}\r\n0\r\n\r\n", " ".repeat(0x11000)).as_bytes(),
+            ),
+            want: line(413, "request body too large (limit 65536 bytes)"),
+        },
+        Case {
+            what: "PROPFIND Depth: infinity".into(),
+            raw: pf(&format!("/dav/{ih}/"), "infinity", b""),
+            want: Want::Prefix(403, "PROPFIND with Depth: infinity".into()),
+        },
+        Case {
+            what: "PROPFIND without Depth".into(),
+            raw: pf("/dav/", "", b""),
+            want: Want::Prefix(403, "PROPFIND with Depth: infinity".into()),
+        },
+        Case {
+            what: "PROPFIND Depth: 2".into(),
+            raw: pf("/dav/", "2", b""),
+            want: line(400, "invalid Depth header: use 0 or 1"),
+        },
+        Case {
+            what: "a top-level name that is no infohash".into(),
+            raw: pf("/dav/not-a-hash/", "1", b""),
+            want: line(
+                404,
+                "not found: the share's top level holds only 40-hex infohashes",
+            ),
+        },
+        Case {
+            what: "a short infohash".into(),
+            raw: get("/dav/0123456789abcdef/file"),
+            want: line(
+                404,
+                "not found: the share's top level holds only 40-hex infohashes",
+            ),
+        },
+        Case {
+            what: "a broken escape below a torrent".into(),
+            raw: pf(&format!("/dav/{ih}/a%zzb"), "0", b""),
+            want: line(400, "invalid URL escape in path"),
+        },
+        Case {
+            what: "a name that is not UTF-8".into(),
+            raw: get(format!("/dav/{ih}/%ff%fe.bin")),
+            want: line(404, "not found"),
+        },
+        Case {
+            what: "GET on the root collection".into(),
+            raw: get("/dav/"),
+            want: line(405, "a collection has no content: list it with PROPFIND"),
+        },
+        Case {
+            what: "an unknown method".into(),
+            raw: req("SEARCH", b"/dav/", b"", b""),
+            want: line(405, "method SEARCH is not supported by this WebDAV share"),
+        },
+    ];
+    for m in [
+        "PUT",
+        "DELETE",
+        "MKCOL",
+        "MOVE",
+        "COPY",
+        "PROPPATCH",
+        "LOCK",
+        "UNLOCK",
+    ] {
+        cases.push(refused(m));
+    }
+    let n = run_cases(&d, cases);
+    eprintln!("{n} bad WebDAV requests answered with a 4xx and one line; no panic");
+}

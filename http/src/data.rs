@@ -23,12 +23,12 @@ use crate::{
 };
 
 /// What a `/data` request names, once parsed.
-struct Target {
-    ih: InfoHash,
-    trackers: Vec<String>,
+pub(crate) struct Target {
+    pub ih: InfoHash,
+    pub trackers: Vec<String>,
     /// `None`: the whole torrent.
-    path: Option<Vec<u8>>,
-    disposition: Option<String>,
+    pub path: Option<Vec<u8>>,
+    pub disposition: Option<String>,
 }
 
 /// A header's value as text. Bytes that are not visible ASCII are replaced rather than making
@@ -95,7 +95,11 @@ fn disposition(q: &Query, path: Option<&[u8]>) -> Option<String> {
     q.bytes("filename").or(path).map(range::content_disposition)
 }
 
-async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> HttpResponse {
+pub(crate) async fn serve(
+    req: HttpRequest,
+    engine: web::Data<Engine>,
+    target: Target,
+) -> HttpResponse {
     let with_disposition = |mut r: HttpResponse| {
         if let Some(d) = &target.disposition {
             if let Ok(v) = header::HeaderValue::from_bytes(d.as_bytes()) {

@@ -5,6 +5,7 @@ pub mod bep44;
 mod body;
 mod conn;
 mod data;
+pub mod dav;
 pub mod dlna;
 mod error;
 pub mod events;
@@ -134,6 +135,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
         .route("/status", web::to(status::status))
         .route("/upload", web::to(upload::upload))
         .route("/bep44", web::to(bep44::bep44));
+    // WebDAV (read-only): every method, the share's own answers.
+    cfg.route(dav::ROUTE, web::to(dav::handle))
+        .route("/dav/{rest:.*}", web::to(dav::handle));
     if opts.debug_on_main {
         cfg.route("/metrics", web::to(status::metrics))
             .route("/debug/{rest:.*}", web::to(status::debug));

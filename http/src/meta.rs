@@ -92,14 +92,23 @@ pub async fn metainfo(
 /// anything is read, or as it arrives) is a 413, a broken one a 400, one that stops arriving a
 /// 408, each with one line.
 async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, HttpError> {
+    read_body_max(req, payload, MAX_BODY).await
+}
+
+/// [`read_body`] with another limit (WebDAV's PROPFIND bodies are small).
+pub(crate) async fn read_body_max(
+    req: &HttpRequest,
+    payload: web::Payload,
+    max: usize,
+) -> Result<Vec<u8>, HttpError> {
     let too_large = || {
         HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body too large (limit {MAX_BODY} bytes)"),
+            format!("request body too large (limit {max} bytes)"),
         )
     };
     let declared = declared_length(req);
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
@@ -112,7 +121,7 @@ async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<Vec<u8>, 
             let e = e.to_string().replace(['\n', '\r'], " ");
             HttpError::bad_request(format!("error reading body: {e}"))
         })?;
-        if body.len() + chunk.len() > MAX_BODY {
+        if body.len() + chunk.len() > max {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
