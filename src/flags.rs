@@ -179,6 +179,23 @@ pub struct Flags {
     /// Require this token from HTTP clients [default: no authentication, like the original].
     #[arg(long = "authToken", value_name = "TOKEN")]
     pub auth_token: Option<String>,
+
+    /// Base of the absolute URLs the daemon hands out (playlists, listings), e.g.
+    /// https://media.example/torrents [default: from the request: forwarding headers of
+    /// -trustedProxies, else Host].
+    #[arg(long = "publicURL", value_name = "URL", value_parser = confluence_http::public_url::BaseUrl::parse)]
+    pub public_url: Option<confluence_http::public_url::BaseUrl>,
+
+    /// Comma-separated CIDRs whose Forwarded/X-Forwarded-* headers are believed; empty: none.
+    #[arg(long = "trustedProxies", value_name = "CIDR,...", default_value = "127.0.0.0/8,::1",
+          value_parser = confluence_http::public_url::TrustedProxies::parse)]
+    pub trusted_proxies: confluence_http::public_url::TrustedProxies,
+
+    /// Comma-separated origins (scheme://host[:port]) allowed to read /data, /info and
+    /// /playlist from scripts (CORS); * allows every origin [default: none].
+    #[arg(long = "corsOrigins", value_name = "ORIGIN,...", default_value = "",
+          value_parser = confluence_http::cors::CorsOrigins::parse)]
+    pub cors_origins: confluence_http::cors::CorsOrigins,
 }
 
 impl Flags {

@@ -110,6 +110,9 @@ fn http_options(f: &flags::Flags) -> confluence_http::Options {
         debug_on_main: f.debug_on_main,
         auth_token: f.auth_token.clone().filter(|t| !t.is_empty()),
         public_ips,
+        public_url: f.public_url.clone(),
+        trusted_proxies: f.trusted_proxies.clone(),
+        cors_origins: f.cors_origins.clone(),
     }
 }
 
