@@ -952,4 +952,41 @@ mod tests {
         // An empty argv (no program name) is fine too.
         assert!(parse_from(Vec::<OsString>::new()).is_ok());
     }
+
+    #[test]
+    fn public_url_proxies_and_cors() {
+        use confluence_http::{
+            cors::CorsOrigins,
+            public_url::{BaseUrl, TrustedProxies},
+        };
+        let f = ok(&[]);
+        assert_eq!(f.public_url, None);
+        assert_eq!(f.trusted_proxies, TrustedProxies::default());
+        assert!(f.cors_origins.is_empty());
+        let f = ok(&[
+            "-publicURL=https://media.example/torrents/",
+            "-trustedProxies=10.0.0.0/8,192.0.2.1",
+            "-corsOrigins=*",
+        ]);
+        assert_eq!(
+            f.public_url.unwrap().url("/playlist"),
+            "https://media.example/torrents/playlist"
+        );
+        assert!(f.trusted_proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert!(!f.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(f.cors_origins, CorsOrigins::parse("*").unwrap());
+        assert!(ok(&["-trustedProxies="]).trusted_proxies.0.is_empty());
+        let _: BaseUrl = ok(&["-publicURL", "http://[::1]:8080"]).public_url.unwrap();
+        for bad in [
+            "-publicURL=ftp://x",
+            "-publicURL=https://x/?a",
+            "-trustedProxies=10.0.0.0/40",
+            "-trustedProxies=localhost",
+            "-corsOrigins=player.example",
+        ] {
+            let e = err(&[bad]);
+            assert_eq!(e.code, 2, "{bad}");
+            assert!(e.message.contains("invalid"), "{bad}: {}", e.message);
+        }
+    }
 }
