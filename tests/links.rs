@@ -155,8 +155,12 @@ fn listings_of_a_multi_file_torrent_in_html_and_json() {
     let r = d.get_h(&root, &[BROWSER]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("vary"), Some("Accept"));
     let page = r.text();
     assert!(page.contains("<title>Index of multi/</title>"), "{page}");
+    let r = d.req("HEAD", &root, &[JSON], b"", T);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-type"), Some("application/json"));
     assert!(page.contains(&format!(">{unicode}</a>")), "{page}");
     let href = link_to(&page, unicode);
     assert_eq!(href, format!("./{}", qenc(unicode)));
@@ -198,6 +202,7 @@ fn listings_of_a_multi_file_torrent_in_html_and_json() {
         let r = d.req("HEAD", &root, &h, b"", T);
         assert_eq!(r.status, 200);
         assert_eq!(r.content_length(), Some(t.total_length()), "{accept:?}");
+        assert_eq!(r.header("vary"), Some("Accept"));
     }
     // A directory without its slash is redirected (relative, so it works under a prefix); a
     // file with one, or a directory that is not there, is a 404.

@@ -102,7 +102,14 @@ pub async fn path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespo
         path,
         path_form: true,
     };
-    serve(req, engine, target).await
+    // `<ih>/` is the whole torrent or a listing depending on `Accept`: tell caches.
+    let root = target.path.is_none() && rest.ends_with('/');
+    let mut resp = serve(req, engine, target).await;
+    if root {
+        resp.headers_mut()
+            .append(header::VARY, header::HeaderValue::from_static("Accept"));
+    }
+    resp
 }
 
 /// `filename=` wins; else the display path; the whole torrent has none.

@@ -162,7 +162,7 @@ pub async fn serve(
         return HttpError::not_found("file not found").into();
     };
     let token = q.bytes("token").map(encode_component);
-    match format {
+    let mut resp = match format {
         Format::Json => {
             let base = BaseUrl::of(&req);
             let body = json(&base, &ih, &entries, token.as_deref());
@@ -178,7 +178,10 @@ pub async fn serve(
                 "default-src 'none'; style-src 'unsafe-inline'",
             ))
             .body(html(&info, &dir, &entries, token.as_deref())),
-    }
+    };
+    resp.headers_mut()
+        .append(header::VARY, header::HeaderValue::from_static("Accept"));
+    resp
 }
 
 /// `[{name, path, size, is_dir, url}]`, one line.
