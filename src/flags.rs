@@ -194,6 +194,22 @@ pub struct Flags {
     /// [default: -addr's address; every interface when -addr listens on all].
     #[arg(long = "dlnaInterfaces", value_name = "IP|IFACE,...")]
     pub dlna_interfaces: Option<String>,
+    /// Base of the absolute URLs the daemon hands out (playlists, listings), e.g.
+    /// https://media.example/torrents [default: from the request: forwarding headers of
+    /// -trustedProxies, else Host].
+    #[arg(long = "publicURL", value_name = "URL", value_parser = confluence_http::public_url::BaseUrl::parse)]
+    pub public_url: Option<confluence_http::public_url::BaseUrl>,
+
+    /// Comma-separated CIDRs whose Forwarded/X-Forwarded-* headers are believed; empty: none.
+    #[arg(long = "trustedProxies", value_name = "CIDR,...", default_value = "127.0.0.0/8,::1",
+          value_parser = confluence_http::public_url::TrustedProxies::parse)]
+    pub trusted_proxies: confluence_http::public_url::TrustedProxies,
+
+    /// Comma-separated origins (scheme://host[:port]) allowed to read /data, /info and
+    /// /playlist from scripts (CORS); * allows every origin [default: none].
+    #[arg(long = "corsOrigins", value_name = "ORIGIN,...", default_value = "",
+          value_parser = confluence_http::cors::CorsOrigins::parse)]
+    pub cors_origins: confluence_http::cors::CorsOrigins,
 }
 
 impl Flags {
@@ -949,5 +965,42 @@ mod tests {
         assert_eq!(result.map_err(|e| e.code).err(), Some(2));
         // An empty argv (no program name) is fine too.
         assert!(parse_from(Vec::<OsString>::new()).is_ok());
+    }
+
+    #[test]
+    fn public_url_proxies_and_cors() {
+        use confluence_http::{
+            cors::CorsOrigins,
+            public_url::{BaseUrl, TrustedProxies},
+        };
+        let f = ok(&[]);
+        assert_eq!(f.public_url, None);
+        assert_eq!(f.trusted_proxies, TrustedProxies::default());
+        assert!(f.cors_origins.is_empty());
+        let f = ok(&[
+            "-publicURL=https://media.example/torrents/",
+            "-trustedProxies=10.0.0.0/8,192.0.2.1",
+            "-corsOrigins=*",
+        ]);
+        assert_eq!(
+            f.public_url.unwrap().url("/playlist"),
+            "https://media.example/torrents/playlist"
+        );
+        assert!(f.trusted_proxies.trusts("10.9.8.7".parse().unwrap()));
+        assert!(!f.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(f.cors_origins, CorsOrigins::parse("*").unwrap());
+        assert!(ok(&["-trustedProxies="]).trusted_proxies.0.is_empty());
+        let _: BaseUrl = ok(&["-publicURL", "http://[::1]:8080"]).public_url.unwrap();
+        for bad in [
+            "-publicURL=ftp://x",
+            "-publicURL=https://x/?a",
+            "-trustedProxies=10.0.0.0/40",
+            "-trustedProxies=localhost",
+            "-corsOrigins=player.example",
+        ] {
+            let e = err(&[bad]);
+            assert_eq!(e.code, 2, "{bad}");
+            assert!(e.message.contains("invalid"), "{bad}: {}", e.message);
+        }
     }
 }

@@ -112,6 +112,9 @@ fn http_options(f: &flags::Flags) -> confluence_http::Options {
         auth_token: f.auth_token.clone().filter(|t| !t.is_empty()),
         public_ips,
         dlna: None,
+        public_url: f.public_url.clone(),
+        trusted_proxies: f.trusted_proxies.clone(),
+        cors_origins: f.cors_origins.clone(),
     }
 }
 

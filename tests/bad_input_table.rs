@@ -700,6 +700,65 @@ fn sixty_plus_malformed_requests_get_a_4xx_with_one_line() {
         Want::Bare(431),
     );
 
+    // ---- Listings and playlists (issue 15).
+    let listing = format!("/data/infohash/{multi}/");
+    add(
+        "listing of a file path with a trailing slash",
+        get(format!("{listing}dir/a.bin/")),
+        nf(),
+    );
+    add(
+        "listing of a directory that is not there",
+        get_h(format!("{listing}nope/"), "Accept: application/json\r\n"),
+        nf(),
+    );
+    add(
+        "listing with an escaped .. directory",
+        get(format!("{listing}%2e%2e/")),
+        nf(),
+    );
+    add(
+        "listing with a .. segment",
+        get(format!("{listing}dir/../")),
+        Want::Redirect(listing.clone()),
+    );
+    add(
+        "listing of a bad infohash",
+        get_h("/data/infohash/abc/", "Accept: text/html\r\n"),
+        ih_err("hash hex string has bad length: 3"),
+    );
+    add(
+        "listing with a 256 KiB Accept",
+        get_h(
+            &listing,
+            &format!("Accept: {}\r\n", "text/html;q=0.5,".repeat(16 << 10)),
+        ),
+        Want::Bare(431),
+    );
+    add(
+        "playlist of a bad ih",
+        get("/playlist?ih=abc"),
+        ih_err("hash hex string has bad length: 3"),
+    );
+    add(
+        "playlist of an empty ih",
+        get("/playlist?ih="),
+        ih_err(missing),
+    );
+    add(
+        "playlist of a bad magnet",
+        get("/playlist?magnet=http%3A%2F%2Fx"),
+        Want::Prefix(400, format!("{IH_PREFIX}parsing magnet: ")),
+    );
+    add(
+        "playlist with a 256 KiB Accept",
+        get_h(
+            "/playlist",
+            &format!("Accept: {}\r\n", "a".repeat(256 << 10)),
+        ),
+        Want::Bare(431),
+    );
+
     // ---- The websocket without (or with half) an upgrade.
     let events = format!("/events?ih={single}");
     add(

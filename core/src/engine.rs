@@ -294,6 +294,18 @@ impl Engine {
         v
     }
 
+    /// The metadata of a known torrent without taking a reference (so without adding it or
+    /// keeping it): from memory, else from the metainfo store (a blocking file read). `None`
+    /// when it is not known yet or its stored info does not hash to `ih`.
+    pub fn info_of(&self, ih: &InfoHash) -> Option<Arc<crate::metainfo::Info>> {
+        if let Some(info) = self.inner.get(ih).and_then(|t| t.info()) {
+            return Some(info);
+        }
+        let stored = self.inner.store.load(ih)?;
+        let info = parse_info(stored.info_bytes.as_ref()?).ok()?;
+        (info.info_hash == *ih).then(|| Arc::new(info))
+    }
+
     /// `POST /metainfo`: the infohash is the SHA-1 of the raw info; its trackers are merged.
     pub fn post_metainfo(&self, body: &[u8]) -> Result<(InfoHash, TorrentRef), PostError> {
         let m = parse_metainfo(body).map_err(|e| PostError::Decode(e.to_string()))?;

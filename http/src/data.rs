@@ -18,6 +18,7 @@ use futures::StreamExt;
 use crate::{
     conn::ConnFd,
     error::{text_response, HttpError},
+    listing,
     query::{unescape, Query},
     range::{self, Decision},
 };
@@ -29,6 +30,8 @@ pub(crate) struct Target {
     /// `None`: the whole torrent.
     pub path: Option<Vec<u8>>,
     pub disposition: Option<String>,
+    /// The path form: a directory named without its `/` is redirected to its listing.
+    pub path_form: bool,
 }
 
 /// A header's value as text. Bytes that are not visible ASCII are replaced rather than making
@@ -53,6 +56,7 @@ pub async fn query_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpResp
         trackers,
         disposition: disposition(&q, path.as_deref()),
         path,
+        path_form: false,
     };
     serve(req, engine, target).await
 }
@@ -79,6 +83,16 @@ pub async fn path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespo
     let Some(file) = unescape(file_part, false) else {
         return HttpError::bad_request("invalid URL escape in path").into();
     };
+    // Directory listings (see `listing.rs`): a path ending in `/`, and the root when asked.
+    if let Some(dir) = file.strip_suffix(b"/") {
+        let format = listing::negotiate(&req).unwrap_or(listing::Format::Html);
+        return listing::serve(req, engine, ih, dir.to_vec(), format).await;
+    }
+    if file.is_empty() {
+        if let Some(format) = listing::negotiate(&req).filter(|_| rest.ends_with('/')) {
+            return listing::serve(req, engine, ih, Vec::new(), format).await;
+        }
+    }
     let q = Query::parse(req.query_string());
     let path = (!file.is_empty()).then_some(file);
     let target = Target {
@@ -86,8 +100,16 @@ pub async fn path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespo
         trackers: Vec::new(),
         disposition: disposition(&q, path.as_deref()),
         path,
+        path_form: true,
     };
-    serve(req, engine, target).await
+    // `<ih>/` is the whole torrent or a listing depending on `Accept`: tell caches.
+    let root = target.path.is_none() && rest.ends_with('/');
+    let mut resp = serve(req, engine, target).await;
+    if root {
+        resp.headers_mut()
+            .append(header::VARY, header::HeaderValue::from_static("Accept"));
+    }
+    resp
 }
 
 /// `filename=` wins; else the display path; the whole torrent has none.
@@ -117,6 +139,9 @@ pub(crate) async fn serve(
     let (sel, name) = match &target.path {
         Some(p) => match info.find_file(p) {
             Some(i) => (Selection::File(i), info.files[i].path.clone()),
+            None if target.path_form && listing::is_dir(&info, p) => {
+                return listing::dir_redirect(&req)
+            }
             None => return with_disposition(HttpError::not_found("file not found").into()),
         },
         None => (Selection::All, info.name.clone()),
@@ -248,6 +273,11 @@ pub(crate) async fn serve(
             resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
     }
+    // A stream may wait for pieces: a proxy (nginx) must pass bytes on as they come.
+    resp.headers_mut().insert(
+        header::HeaderName::from_static("x-accel-buffering"),
+        header::HeaderValue::from_static("no"),
+    );
     resp
 }
 

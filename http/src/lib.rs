@@ -17,6 +17,13 @@ pub mod range;
 pub mod status;
 mod upload;
 
+// Issue 15 B: listings, playlists, proxy-aware URLs, CORS.
+pub mod cors;
+pub mod listing;
+pub mod natural;
+pub mod playlist;
+pub mod public_url;
+
 use std::net::{IpAddr, TcpListener};
 
 use actix_web::{
@@ -38,6 +45,12 @@ pub struct Options {
     pub public_ips: Vec<IpAddr>,
     /// `-dlna`: the UPnP MediaServer's routes under `/dlna/` (SSDP runs from main).
     pub dlna: Option<dlna::DlnaOptions>,
+    /// `-publicURL`: the base of every absolute URL handed out, whoever asks.
+    pub public_url: Option<public_url::BaseUrl>,
+    /// `-trustedProxies`: peers whose `Forwarded`/`X-Forwarded-*` headers are believed.
+    pub trusted_proxies: public_url::TrustedProxies,
+    /// `-corsOrigins`: origins allowed to read `/data`, `/info` and `/playlist`.
+    pub cors_origins: cors::CorsOrigins,
 }
 
 /// The status the original writes when a client goes away mid-wait (nobody receives it).
@@ -134,7 +147,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
         .route("/fileState", web::to(filestate::file_state_route))
         .route("/status", web::to(status::status))
         .route("/upload", web::to(upload::upload))
-        .route("/bep44", web::to(bep44::bep44));
+        .route("/bep44", web::to(bep44::bep44))
+        .route("/playlist", web::to(playlist::playlist));
     // WebDAV (read-only): every method, the share's own answers.
     cfg.route(dav::ROUTE, web::to(dav::handle))
         .route("/dav/{rest:.*}", web::to(dav::handle));
@@ -158,10 +172,15 @@ pub fn server(
     Ok(HttpServer::new(move || {
         let opts = opts.clone();
         let token = opts.auth_token.clone();
+        let cors_origins = std::sync::Arc::new(opts.cors_origins.clone());
         App::new()
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 auth::require_token(token.clone(), req, next)
+            }))
+            // Outside the token check: preflights carry no credentials.
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                cors::cors(cors_origins.clone(), req, next)
             }))
             .configure(move |cfg| routes(cfg, &opts))
     })

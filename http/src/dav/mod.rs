@@ -43,11 +43,11 @@ const HREF: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The path prefix of every href this share writes (`/dav`, no trailing slash). The one place
-/// to change when the share is served behind a proxy under another prefix (`-publicURL`,
-/// `X-Forwarded-Prefix`).
-pub fn href_prefix(_req: &HttpRequest) -> String {
-    ROUTE.to_string()
+/// The path prefix of every href this share writes (`/dav`, no trailing slash), behind the
+/// prefix clients see the daemon under (`-publicURL`, or a trusted proxy's
+/// `X-Forwarded-Prefix`: see [`crate::public_url`]).
+pub fn href_prefix(req: &HttpRequest) -> String {
+    format!("{}{ROUTE}", crate::public_url::BaseUrl::of(req).prefix())
 }
 
 /// What a request path names.
@@ -171,6 +171,7 @@ async fn get(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> Htt
         trackers: Vec::new(),
         path: Some(info.files[file].raw_path.clone()),
         disposition: None,
+        path_form: false,
     };
     let mut resp = data::serve(req, engine, target).await;
     drop(t);

@@ -115,24 +115,11 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig, opts: &DlnaOptions) {
         .route("/dlna/event/{service}", web::to(event));
 }
 
-/// The `scheme://host[:port]` that `<res>` URLs start with: the address the control point
-/// reached, from its `Host` header (checked to be a plain host and port), else the socket's
-/// local address. One function so that a public-URL setting can take over here.
+/// The `scheme://host[:port][/prefix]` that `<res>` URLs start with: `-publicURL`, a trusted
+/// proxy's forwarding headers, else the address the control point reached, from its `Host`
+/// header (checked to be a plain host and port), else the socket's local address.
 pub fn dlna_base_url(req: &HttpRequest) -> String {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
-        });
-    match host {
-        Some(h) => format!("http://{h}"),
-        None => format!("http://{}", req.app_config().local_addr()),
-    }
+    crate::public_url::BaseUrl::of(req).url("")
 }
 
 pub(crate) fn xml_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
