@@ -10,6 +10,7 @@ pub mod events;
 pub mod filestate;
 pub mod go_quote;
 mod meta;
+pub mod page;
 mod query;
 pub mod range;
 pub mod status;
@@ -131,6 +132,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
         .route("/status", web::to(status::status))
         .route("/upload", web::to(upload::upload))
         .route("/bep44", web::to(bep44::bep44));
+    // The web page: `/`, `/t/<ih>`, `/add`, `/ui/…` (see `page`).
+    page::routes(cfg);
     if opts.debug_on_main {
         cfg.route("/metrics", web::to(status::metrics))
             .route("/debug/{rest:.*}", web::to(status::debug));
