@@ -270,6 +270,8 @@ fn swarm_params() -> serde_json::Value {
         "single_magnet": s.magnet("single"),
         "single_ih": s.ih("single"),
         "multi_ih": s.ih("multi"),
+        "multi_magnet": s.magnet("multi"),
+        "media_magnet": s.magnet("media"),
         "media_ih": s.ih("media"),
         "mkv_len": s.payload("media/clip.mkv").len(),
     })

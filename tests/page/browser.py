@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from urllib.parse import quote
 
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
@@ -35,9 +36,17 @@ return n;
 DIALOG_TRAP = """
 window.__dialogs = [];
 for (const f of ['alert', 'confirm', 'prompt']) {
-  const orig = window[f];
   window[f] = function (m) { window.__dialogs.push(f + ':' + m); };
 }
+// Counts the frames the page's websockets receive (the piece map's /events).
+window.__wsFrames = 0;
+const NativeWS = window.WebSocket;
+window.WebSocket = function (url, protocols) {
+  const ws = new NativeWS(url, protocols);
+  ws.addEventListener('message', () => { window.__wsFrames++; });
+  return ws;
+};
+window.WebSocket.prototype = NativeWS.prototype;
 """
 
 
@@ -126,16 +135,17 @@ def add_by_magnet(b, base, p):
     check(row.text == "big.bin", f"single's row says {row.text!r}")
 
     # multi: its page's tree, into the nested directories and the unicode name.
-    d.get(base + "/add?q=" + p["multi_ih"])
+    d.get(base + "/add?q=" + quote(p["multi_magnet"], safe=""))
     wait_for("multi's page", lambda: d.find_element(By.ID, "tname").text == "multi")
     names = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#tree > ul > li.file .fname")]
     check("ünïcødé файл.txt" in names, f"root files of multi: {names}")
     odd = d.find_element(By.XPATH, "//li[contains(@class,'file')][span[@class='fname' and text()='odd.bin']]")
-    check(not odd.is_displayed(), "odd.bin visible before opening its directories")
+    visible = lambda: b.js("return arguments[0].checkVisibility()", odd)
+    check(not visible(), "odd.bin visible before opening its directories")
     for dname in ["with space/", "nested deeper/"]:
         s = d.find_element(By.XPATH, f"//summary[span[@class='dname' and text()='{dname}']]")
         s.click()
-    wait_for("odd.bin shown after opening with space/nested deeper", odd.is_displayed, 5)
+    wait_for("odd.bin shown after opening with space/nested deeper", visible, 5)
     link = odd.find_element(By.CSS_SELECTOR, "a.copy").get_attribute("href")
     check(link.endswith("/with%20space/nested%20deeper/odd.bin"), f"odd.bin's link {link}")
     # Follow the unicode file's link: the daemon must find it (percent-encoded UTF-8).
@@ -159,7 +169,7 @@ def media(b, base, p):
     """The piece map fills while a file streams; clip.mp4 plays, seeks and plays on."""
     d = b.d
     ih = p["media_ih"]
-    d.get(base + "/add?q=" + ih)
+    d.get(base + "/add?q=" + quote(p["media_magnet"], safe=""))
     wait_for("media's page", lambda: d.find_element(By.ID, "tname").text == "media")
     wait_for("the events websocket", lambda: d.find_element(By.ID, "live").text == "live", 20)
     g0 = green(b)
@@ -196,6 +206,13 @@ def media(b, base, p):
         "const v = arguments[0]; return !v.seeking && v.currentTime > 7 && v.currentTime", video), 30)
     check(not b.js("return arguments[0].error", video), "video error after seek")
     print(f"played to {t1:.2f} s, seeked to 6 s, played on to {t2:.2f} s")
+    # The player page's map, loaded before playback, shows clip.mp4's pieces arriving.
+    g_mkv = samples[-1]
+    g_end = wait_for("clip.mp4's pieces on the map", lambda: green(b) > g_mkv * 1.5 and green(b), 15)
+    frames = b.js("return window.__wsFrames")
+    check(frames > 0, "no /events frame reached the page")
+    print(f"cached pixels: {g_mkv} after clip.mkv, {g_end} after playing clip.mp4; {frames} /events frames")
+    b.shot("media-after-play")
     b.no_dialogs()
 
 
