@@ -27,13 +27,12 @@
   function paint() {
     var n = letters.length, w = canvas.clientWidth || 800;
     var dpr = window.devicePixelRatio || 1;
+    // Square-ish cells of 1..14 px, at most 240 px high; several pieces share a cell beyond that.
     var cell = n ? Math.max(1, Math.min(14, Math.floor(Math.sqrt(w * 60 / n)))) : 14;
-    var cols = Math.max(1, Math.floor(w / cell));
-    var cells = Math.min(n, cols * Math.max(1, Math.ceil(n / cols)));
-    var rows = Math.max(1, Math.ceil(Math.min(n, cells) / cols));
-    if (rows * cell > 240) { rows = Math.floor(240 / cell); cells = rows * cols; }
-    cells = Math.min(cells, n);
-    var h = rows * cell;
+    var cols = Math.max(1, Math.min(n, Math.floor(w / cell)));
+    var rows = Math.max(1, Math.min(Math.ceil(n / cols), Math.floor(240 / cell)));
+    var cells = Math.min(n, rows * cols);
+    var cw = w / cols, h = rows * cell;
     canvas.width = Math.round(w * dpr);
     canvas.height = Math.round(h * dpr);
     canvas.style.height = h + "px";
@@ -49,8 +48,9 @@
         if (l === "." && evicted[p]) { l = "E"; }
         if (RANK[l] > RANK[best]) { best = l; }
       }
+      var x0 = Math.round((c % cols) * cw), x1 = Math.round((c % cols + 1) * cw);
       ctx.fillStyle = COLORS[best] || COLORS["."];
-      ctx.fillRect((c % cols) * cell, Math.floor(c / cols) * cell, cell - gap, cell - gap);
+      ctx.fillRect(x0, Math.floor(c / cols) * cell, Math.max(1, x1 - x0 - gap), cell - gap);
     }
   }
 
