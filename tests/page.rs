@@ -210,6 +210,8 @@ fn page_http_answers() {
     assert_eq!(r.header("Location"), Some(format!("t/{unknown}").as_str()));
     let r = d.req("POST", "/", &[], b"", SHORT);
     assert_eq!(r.status, 404, "POST / is not a page");
+    let r = d.req("HEAD", "/", &[("Accept", "text/html")], b"", SHORT);
+    assert_eq!(r.status, 200, "HEAD /");
     assert_eq!(d.get("/ui/page.css").status, 200);
     d.assert_healthy();
 }
@@ -270,7 +272,7 @@ fn swarm_params() -> serde_json::Value {
         "single_magnet": s.magnet("single"),
         "single_ih": s.ih("single"),
         "multi_ih": s.ih("multi"),
-        "multi_magnet": s.magnet("multi"),
+        "multi_torrent": s.dir.join("torrents/multi.torrent"),
         "media_magnet": s.magnet("media"),
         "media_ih": s.ih("media"),
         "mkv_len": s.payload("media/clip.mkv").len(),

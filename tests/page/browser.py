@@ -134,8 +134,10 @@ def add_by_magnet(b, base, p):
         By.CSS_SELECTOR, f'tr[data-ih="{p["single_ih"]}"] td.name a'))
     check(row.text == "big.bin", f"single's row says {row.text!r}")
 
-    # multi: its page's tree, into the nested directories and the unicode name.
-    d.get(base + "/add?q=" + quote(p["multi_magnet"], safe=""))
+    # multi: added by uploading its .torrent from the form, then its tree, into the nested
+    # directories and the unicode name.
+    d.find_element(By.ID, "upload-file").send_keys(p["multi_torrent"])
+    wait_for("the upload to lead to multi's page", lambda: d.current_url.endswith("/t/" + p["multi_ih"]))
     wait_for("multi's page", lambda: d.find_element(By.ID, "tname").text == "multi")
     names = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#tree > ul > li.file .fname")]
     check("ünïcødé файл.txt" in names, f"root files of multi: {names}")

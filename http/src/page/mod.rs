@@ -13,6 +13,7 @@ pub mod token;
 use std::time::Duration;
 
 use actix_web::{
+    guard,
     http::{header, StatusCode},
     web, HttpRequest, HttpResponse,
 };
@@ -93,12 +94,14 @@ fn json_response<T: Serialize>(v: &T) -> HttpResponse {
 
 /// The routes of the page (added to the API's).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/t/{ih}", web::get().to(torrent))
+    // GET and HEAD; other methods fall through to the API's `404 page not found`.
+    let get = || web::route().guard(guard::Any(guard::Get()).or(guard::Head()));
+    cfg.route("/", get().to(index))
+        .route("/t/{ih}", get().to(torrent))
         .route("/add", web::get().to(add))
-        .route("/ui/torrents", web::get().to(torrents_json))
-        .route("/ui/pieces", web::get().to(pieces_json))
-        .route("/ui/{file}", web::get().to(asset));
+        .route("/ui/torrents", get().to(torrents_json))
+        .route("/ui/pieces", get().to(pieces_json))
+        .route("/ui/{file}", get().to(asset));
 }
 
 /// `GET /`: the HTML page, or a plain-text table for clients that do not accept HTML.
