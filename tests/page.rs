@@ -273,6 +273,8 @@ fn swarm_params() -> serde_json::Value {
         "single_ih": s.ih("single"),
         "multi_ih": s.ih("multi"),
         "multi_torrent": s.dir.join("torrents/multi.torrent"),
+        "multi_magnet": s.magnet("multi"),
+        "odd_len": s.payload("multi/with space/nested deeper/odd.bin").len(),
         "media_magnet": s.magnet("media"),
         "media_ih": s.ih("media"),
         "mkv_len": s.payload("media/clip.mkv").len(),
@@ -295,6 +297,15 @@ fn page_browser_piece_map_and_playback() {
     let p = swarm_params();
     let d = Daemon::start(&["-torrentGrace=30s"]);
     browser(&d, "media", p);
+}
+
+#[test]
+fn page_browser_piece_map_shows_evictions() {
+    need_browser();
+    let _g = serial();
+    let p = swarm_params();
+    let d = Daemon::start(&["-torrentGrace=30s", "-cacheCapacity=1MiB"]);
+    browser(&d, "evictions", p);
 }
 
 #[test]

@@ -32,6 +32,9 @@ for (let i = 0; i < d.length; i += 4) {
 return n;
 """
 
+# Counts the evicted (red) cells: pixels equal to #d04848.
+CANVAS_RED = CANVAS_GREEN.replace("0x2e", "0xd0").replace("0x9e", "0x48").replace("0x4f", "0x48")
+
 # Recorded before any page script runs: every dialog a page tries to open.
 DIALOG_TRAP = """
 window.__dialogs = [];
@@ -218,6 +221,33 @@ def media(b, base, p):
     b.no_dialogs()
 
 
+def evictions(b, base, p):
+    """With a cache smaller than a file, the map shows evicted pieces (from the server's state)."""
+    d = b.d
+    d.get(base + "/add?q=" + quote(p["multi_magnet"], safe=""))
+    wait_for("multi's page", lambda: d.find_element(By.ID, "tname").text == "multi")
+    wait_for("the events websocket", lambda: d.find_element(By.ID, "live").text == "live", 20)
+    check(b.js(CANVAS_RED) == 0, "evicted pieces before anything was read")
+    odd = d.find_element(By.XPATH, "//li[span[@class='fname' and text()='odd.bin']]//a[@class='copy']")
+    got = d.execute_async_script(
+        "const done = arguments[1]; fetch(arguments[0]).then(r => r.arrayBuffer().then("
+        "b => done([r.status, b.byteLength]))).catch(e => done(['error', String(e)]));",
+        odd.get_attribute("href"))
+    check(got == [200, p["odd_len"]], f"GET odd.bin from the page: {got}")
+    red = wait_for("red (evicted) cells on the map", lambda: b.js(CANVAS_RED), 15)
+    g = green(b)
+    check(g > 0, "no cached cells after reading odd.bin")
+    # A fresh load shows them too: the state is the server's, not only what this page saw.
+    d.refresh()
+    wait_for("the map after a reload", lambda: d.find_element(By.ID, "pieces"))
+    red2 = b.js(CANVAS_RED)
+    letters = d.find_element(By.ID, "pieces").get_attribute("data-pieces")
+    check(red2 > 0 and "E" in letters, f"after a reload: {red2} red pixels, pieces {letters}")
+    print(f"evicted pixels {red} live, {red2} after reload; cached pixels {g}; pieces {letters}")
+    b.shot("evictions")
+    b.no_dialogs()
+
+
 def hostile(b, base, p):
     """A torrent and a file named like markup render as text; nothing runs."""
     d = b.d
@@ -268,7 +298,7 @@ def token(b, base, p):
     b.no_dialogs()
 
 
-SCENARIOS = {"add_by_magnet": add_by_magnet, "media": media, "hostile": hostile, "token": token}
+SCENARIOS = {"add_by_magnet": add_by_magnet, "media": media, "evictions": evictions, "hostile": hostile, "token": token}
 
 
 def main():

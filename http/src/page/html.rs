@@ -172,6 +172,8 @@ pub struct TorrentView<'a> {
     pub ih: &'a str,
     pub info: &'a Info,
     pub states: &'a [PieceState],
+    /// Pieces the cache evicted (see [`super::evicted`]).
+    pub evicted: &'a std::collections::BTreeSet<u32>,
     /// The file to play at the top (`?play=<index>`), if any.
     pub play: Option<usize>,
 }
@@ -267,7 +269,7 @@ data-pieces=\"{letters}\"></canvas><p class=legend><i class=\"k kC\"></i>cached 
 <i class=\"k kN\"></i>wanted now <i class=\"k kR\"></i>read ahead <i class=\"k kP\"></i>downloading \
 <i class=\"k kE\"></i>evicted <i class=\"k kX\"></i>not cached <span id=live class=msg></span></p></section>",
         ih = v.ih,
-        letters = model::piece_letters(v.states),
+        letters = model::piece_letters(v.states, v.evicted),
     );
     b.push_str("<section><h2>Files</h2><div id=tree>");
     dir_list(v, &model::tree(info), &mut b);
@@ -298,4 +300,25 @@ Enter the token once; the browser keeps it.</p>\
 <form method=get class=row id=login-form><input type=password name=token id=login-token required \
 autocomplete=current-password aria-label=token><button>Open</button></form><p id=login-msg class=msg></p>";
     frame("confluence: token", up, body, "login.js")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc(r#"<img src=x onerror="alert(1)">&'"#),
+            "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(esc("ünï файл"), "ünï файл");
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(pct(1, 3), "33.3%");
+        assert_eq!(pct(0, 0), "100%");
+        assert_eq!(pct(5, 5), "100.0%");
+    }
 }

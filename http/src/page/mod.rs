@@ -6,6 +6,7 @@
 //! paint the piece map. Every torrent-controlled string goes through [`html::esc`]; pages send
 //! a strict Content-Security-Policy (scripts and styles from this origin only) and no referrer.
 
+pub mod evicted;
 pub mod html;
 pub mod model;
 pub mod token;
@@ -106,6 +107,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// `GET /`: the HTML page, or a plain-text table for clients that do not accept HTML.
 async fn index(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
+    evicted::tracker(&engine);
     let o = model::overview(&engine);
     if accepts_html(&req) {
         html_response(StatusCode::OK, html::index(&o))
@@ -155,10 +157,12 @@ async fn torrent(
         },
     };
     let states = engine.known_piece_states(&ih, &info);
+    let evicted = evicted::tracker(&engine).of(&ih);
     let view = html::TorrentView {
         ih: &ihs,
         info: &info,
         states: &states,
+        evicted: &evicted,
         play,
     };
     html_response(StatusCode::OK, html::torrent(&view))
@@ -221,8 +225,9 @@ async fn pieces_json(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespons
         return text_response(StatusCode::NOT_FOUND, "torrent info not known");
     };
     let states = engine.known_piece_states(&ih, &info);
+    let evicted = evicted::tracker(&engine).of(&ih);
     json_response(&Pieces {
-        pieces: model::piece_letters(&states),
+        pieces: model::piece_letters(&states, &evicted),
         files: info
             .files
             .iter()

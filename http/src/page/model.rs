@@ -1,7 +1,7 @@
 //! What the pages show, computed from the engine: one summary per known torrent, the cached
 //! share of a byte range, a torrent's file tree, and its pieces as one letter each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use confluence_core::{
     ident::InfoHash,
@@ -67,15 +67,17 @@ pub fn cached_bytes(info: &Info, states: &[PieceState], offset: u64, len: u64) -
 }
 
 /// One letter per piece: `C` cached, `N` wanted now, `R` read ahead, `P` partly downloaded,
-/// `.` nothing.
-pub fn piece_letters(states: &[PieceState]) -> String {
+/// `E` evicted (in `evicted`), `.` nothing.
+pub fn piece_letters(states: &[PieceState], evicted: &BTreeSet<u32>) -> String {
     states
         .iter()
-        .map(|s| match (s.complete, s.priority, s.partial) {
+        .enumerate()
+        .map(|(i, s)| match (s.complete, s.priority, s.partial) {
             (true, _, _) => 'C',
             (_, Priority::Now, _) => 'N',
             (_, Priority::Readahead, _) => 'R',
             (_, _, true) => 'P',
+            _ if evicted.contains(&(i as u32)) => 'E',
             _ => '.',
         })
         .collect()
@@ -223,5 +225,40 @@ pub fn media_kind(name: &str) -> Option<&'static str> {
         "mp4" | "m4v" | "mkv" | "webm" | "mov" | "ogv" => Some("video"),
         "mp3" | "m4a" | "aac" | "flac" | "ogg" | "oga" | "opus" | "wav" => Some("audio"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(complete: bool, priority: Priority, partial: bool) -> PieceState {
+        PieceState {
+            complete,
+            partial,
+            priority,
+        }
+    }
+
+    #[test]
+    fn letters_per_piece() {
+        let states = [
+            st(true, Priority::Now, false),
+            st(false, Priority::Now, true),
+            st(false, Priority::Readahead, false),
+            st(false, Priority::None, true),
+            st(false, Priority::None, false),
+            st(false, Priority::None, false),
+        ];
+        let evicted: BTreeSet<u32> = [0, 5].into_iter().collect();
+        assert_eq!(piece_letters(&states, &evicted), "CNRP.E");
+    }
+
+    #[test]
+    fn media_kinds() {
+        assert_eq!(media_kind("a.MP4"), Some("video"));
+        assert_eq!(media_kind("x.flac"), Some("audio"));
+        assert_eq!(media_kind("notes.txt"), None);
+        assert_eq!(media_kind("mkv"), None);
     }
 }
