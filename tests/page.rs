@@ -309,6 +309,15 @@ fn page_browser_piece_map_shows_evictions() {
 }
 
 #[test]
+fn page_browser_works_without_javascript() {
+    need_browser();
+    let _g = serial();
+    let p = swarm_params();
+    let d = Daemon::start(&["-torrentGrace=30s"]);
+    browser(&d, "nojs", p);
+}
+
+#[test]
 fn page_browser_hostile_names_stay_text() {
     need_browser();
     let d = Daemon::start(&["-torrentGrace=1s"]);

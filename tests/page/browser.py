@@ -77,7 +77,7 @@ def wait_for(what, fn, timeout=30.0, step=0.2):
 
 
 class Browser:
-    def __init__(self, artefacts):
+    def __init__(self, artefacts, javascript=True):
         self.profile = tempfile.mkdtemp(prefix="confluence-chromium-")
         self.artefacts = artefacts
         opts = webdriver.ChromeOptions()
@@ -89,6 +89,9 @@ class Browser:
             "--window-size=1280,900", f"--user-data-dir={self.profile}",
         ]:
             opts.add_argument(a)
+        if not javascript:
+            opts.add_experimental_option(
+                "prefs", {"profile.managed_default_content_settings.javascript": 2})
         self.d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
         self.d.set_page_load_timeout(60)
         self.d.set_script_timeout(60)
@@ -248,6 +251,29 @@ def evictions(b, base, p):
     b.no_dialogs()
 
 
+def nojs(b, base, p):
+    """With JavaScript off: add by the form, wait for the metadata, play a clip."""
+    d = b.d
+    d.get(base + "/")
+    check(d.find_element(By.ID, "torrents"), "the table")
+    d.find_element(By.ID, "add-q").send_keys(p["media_magnet"])
+    d.find_element(By.ID, "add-go").click()
+    wait_for("media's page (the waiting page reloads by itself)",
+             lambda: d.find_element(By.ID, "tname").text == "media", 40)
+    check(d.find_element(By.ID, "live").text == "", "page scripts ran with JavaScript off")
+    d.find_element(By.XPATH, "//li[span[@class='fname' and text()='clip.mp4']]//a[contains(@class,'play')]").click()
+    video = wait_for("the video element", lambda: d.find_element(By.ID, "media"))
+    check(video.get_attribute("src").endswith("/data/infohash/" + p["media_ih"] + "/clip.mp4"),
+          f"video src {video.get_attribute('src')}")
+    t = wait_for("the clip to play (autoplay, no page script)", lambda: b.js(
+        "return arguments[0].currentTime > 1 && arguments[0].currentTime", video), 30)
+    print(f"played to {t:.2f} s without page scripts")
+    d.get(base + "/")
+    row = d.find_element(By.CSS_SELECTOR, f'tr[data-ih="{p["media_ih"]}"] td.name a')
+    check(row.text == "media", f"media's row: {row.text!r}")
+    b.shot("nojs")
+
+
 def hostile(b, base, p):
     """A torrent and a file named like markup render as text; nothing runs."""
     d = b.d
@@ -298,13 +324,13 @@ def token(b, base, p):
     b.no_dialogs()
 
 
-SCENARIOS = {"add_by_magnet": add_by_magnet, "media": media, "evictions": evictions, "hostile": hostile, "token": token}
+SCENARIOS = {"add_by_magnet": add_by_magnet, "media": media, "evictions": evictions, "nojs": nojs, "hostile": hostile, "token": token}
 
 
 def main():
     scenario, base, artefacts, params = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     os.makedirs(artefacts, exist_ok=True)
-    b = Browser(artefacts)
+    b = Browser(artefacts, javascript=scenario != "nojs")
     try:
         SCENARIOS[scenario](b, base, params)
     except Fail as e:
