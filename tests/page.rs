@@ -244,7 +244,7 @@ fn page_token_form_and_cookie() {
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(
         r.header("Location"),
-        Some(format!("{}?play=0", "ab".repeat(20)).as_str())
+        Some(format!("./{}?play=0", "ab".repeat(20)).as_str())
     );
     let cookie = r.header("Set-Cookie").unwrap_or_default().to_string();
     assert!(

@@ -77,7 +77,8 @@ pub fn set_cookie_redirect(req: &ServiceRequest, token: &str) -> Option<HttpResp
     let path = req.path();
     let mut loc = match path.rsplit_once('/') {
         Some((_, "")) | None => "./".to_string(),
-        Some((_, last)) => last.to_string(),
+        // `./` keeps a segment like `https:host` a path, never a scheme.
+        Some((_, last)) => format!("./{last}"),
     };
     if !rest.is_empty() {
         loc = format!("{loc}?{}", rest.join("&"));
