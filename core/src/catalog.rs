@@ -22,11 +22,13 @@ impl Engine {
         (info.info_hash == *ih).then(|| Arc::new(info))
     }
 
-    /// Every piece's state of a torrent with this info: the in-memory torrent's (readers'
-    /// windows included), else what the cache holds for it.
-    pub fn known_piece_states(&self, ih: &InfoHash, info: &Info) -> Vec<PieceState> {
+    /// Every piece's state of a torrent with `num_pieces` pieces: the in-memory torrent's
+    /// (readers' windows included), else what the cache holds for it.
+    pub fn known_piece_states(&self, ih: &InfoHash, num_pieces: u32) -> Vec<PieceState> {
         if let Some(states) = self.inner.get(ih).and_then(|t| self.piece_states(&t)) {
-            return states;
+            if states.len() == num_pieces as usize {
+                return states;
+            }
         }
         let none = PieceState {
             complete: false,
@@ -35,11 +37,11 @@ impl Engine {
         };
         match self.inner.storage.cache() {
             Some(cache) => cache
-                .have_pieces(ih.0, info.num_pieces)
+                .have_pieces(ih.0, num_pieces)
                 .into_iter()
                 .map(|complete| PieceState { complete, ..none })
                 .collect(),
-            None => vec![none; info.num_pieces as usize],
+            None => vec![none; num_pieces as usize],
         }
     }
 }

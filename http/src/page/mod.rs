@@ -156,7 +156,7 @@ async fn torrent(
             }
         },
     };
-    let states = engine.known_piece_states(&ih, &info);
+    let states = engine.known_piece_states(&ih, info.num_pieces);
     let evicted = evicted::tracker(&engine).of(&ih);
     let view = html::TorrentView {
         ih: &ihs,
@@ -224,7 +224,7 @@ async fn pieces_json(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespons
     let Some(info) = engine.known_info(&ih) else {
         return text_response(StatusCode::NOT_FOUND, "torrent info not known");
     };
-    let states = engine.known_piece_states(&ih, &info);
+    let states = engine.known_piece_states(&ih, info.num_pieces);
     let evicted = evicted::tracker(&engine).of(&ih);
     json_response(&Pieces {
         pieces: model::piece_letters(&states, &evicted),

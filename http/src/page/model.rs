@@ -1,7 +1,10 @@
 //! What the pages show, computed from the engine: one summary per known torrent, the cached
 //! share of a byte range, a torrent's file tree, and its pieces as one letter each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Mutex,
+};
 
 use confluence_core::{
     ident::InfoHash,
@@ -83,17 +86,63 @@ pub fn piece_letters(states: &[PieceState], evicted: &BTreeSet<u32>) -> String {
         .collect()
 }
 
+/// What `/` needs of a torrent's info, remembered per infohash (an info never changes), so the
+/// page's refresh does not re-read and re-parse stored metainfo every 2 s.
+#[derive(Clone, Debug)]
+struct Brief {
+    name: String,
+    size: u64,
+    files: usize,
+    piece_length: u64,
+    num_pieces: u32,
+}
+
+/// Briefs remembered at most (the memo is emptied when full).
+const MAX_BRIEFS: usize = 4 * MAX_LISTED;
+
+static BRIEFS: Mutex<BTreeMap<InfoHash, Brief>> = Mutex::new(BTreeMap::new());
+
+fn brief(engine: &Engine, ih: &InfoHash) -> Option<Brief> {
+    let mut memo = BRIEFS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(b) = memo.get(ih) {
+        return Some(b.clone());
+    }
+    let info = engine.known_info(ih)?;
+    let b = Brief {
+        name: info.name.clone(),
+        size: info.total_length,
+        files: info.files.len(),
+        piece_length: info.piece_length,
+        num_pieces: info.num_pieces,
+    };
+    if memo.len() >= MAX_BRIEFS {
+        memo.clear();
+    }
+    memo.insert(*ih, b.clone());
+    Some(b)
+}
+
+/// Bytes of a whole torrent in complete pieces (the last piece may be short).
+fn cached_total(b: &Brief, states: &[PieceState]) -> u64 {
+    let pl = b.piece_length;
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.complete)
+        .map(|(p, _)| pl.min(b.size.saturating_sub(p as u64 * pl)))
+        .sum()
+}
+
 fn summary_of(engine: &Engine, ih: &InfoHash, live: Option<&TorrentStatus>) -> Summary {
-    let info = engine.known_info(ih);
-    let cached = info.as_ref().map_or(0, |i| {
-        let states = engine.known_piece_states(ih, i);
-        cached_bytes(i, &states, 0, i.total_length)
+    let b = brief(engine, ih);
+    let cached = b.as_ref().map_or(0, |b| {
+        cached_total(b, &engine.known_piece_states(ih, b.num_pieces))
     });
     Summary {
         ih: ih.to_string(),
-        name: info.as_ref().map(|i| i.name.clone()),
-        size: info.as_ref().map(|i| i.total_length),
-        files: info.as_ref().map_or(0, |i| i.files.len()),
+        name: b.as_ref().map(|b| b.name.clone()),
+        size: b.as_ref().map(|b| b.size),
+        files: b.as_ref().map_or(0, |b| b.files),
         cached,
         state: live.map_or_else(|| "idle".into(), |t| t.state.clone()),
         peers: live.map_or(0, |t| t.peers.live),
