@@ -8,6 +8,7 @@ Every wait is bounded; the browser only talks to BASE_URL (127.0.0.1).
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -20,6 +21,8 @@ from selenium.webdriver.common.by import By
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# Seconds for a whole scenario (tests/page.rs kills this script after 240).
+DEADLINE = 200
 
 # Counts the cached (green) cells of the piece map: pixels equal to #2e9e4f.
 CANVAS_GREEN = """
@@ -330,6 +333,14 @@ SCENARIOS = {"add_by_magnet": add_by_magnet, "media": media, "evictions": evicti
 def main():
     scenario, base, artefacts, params = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     os.makedirs(artefacts, exist_ok=True)
+
+    # A bound on the whole scenario, below the Rust side's (which kills this process and so
+    # could leave the browser behind): past it, fail and still close the browser.
+    def too_long(_sig, _frame):
+        raise Fail(f"scenario {scenario} took over {DEADLINE} s")
+
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(DEADLINE)
     b = Browser(artefacts, javascript=scenario != "nojs")
     try:
         SCENARIOS[scenario](b, base, params)
