@@ -616,7 +616,7 @@ fn sixty_plus_malformed_requests_get_a_4xx_with_one_line() {
         get("/nosuch"),
         line(404, "404 page not found"),
     );
-    add("root", get("/"), line(404, "404 page not found"));
+    // `/` is the web page now (tests/page.rs); every other unknown path stays 404.
     add(
         "/metrics without -debugOnMain",
         get("/metrics"),

@@ -5,6 +5,7 @@
 mod announce;
 mod backend;
 pub mod bencode;
+mod catalog;
 mod chunk;
 mod config;
 mod engine;

@@ -2,8 +2,10 @@
 //!
 //! Every route (the websocket included) requires the token, as `Authorization: Bearer <token>`
 //! or a `token=` query parameter, or as the password of HTTP Basic auth (any user name: WebDAV
-//! clients can send nothing else; `/dav/` answers 401 with a Basic challenge); anything else
-//! gets 401. The comparison takes the same time
+//! clients can send nothing else; `/dav/` answers 401 with a Basic challenge), or (for the web
+//! page's `<video>` and websocket) the cookie the page's token form sets (`page::token`);
+//! anything else gets 401, the page routes answering a browser with the token form. The
+//! comparison takes the same time
 //! wherever the first difference is, so the token cannot be guessed byte by byte.
 
 use actix_web::{
@@ -37,6 +39,7 @@ pub fn authorized(req: &ServiceRequest, token: &str) -> bool {
         || Query::parse(req.query_string())
             .bytes("token")
             .is_some_and(|t| constant_time_eq(t, token.as_bytes()))
+        || crate::page::token::cookie_matches(req, token)
 }
 
 /// The password of `Authorization: Basic base64(user:password)`, any user name: WebDAV clients
@@ -59,7 +62,13 @@ pub async fn require_token(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     match token {
+        Some(_) if crate::page::is_public_asset(req.path()) => {
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
         Some(t) if !authorized(&req, &t) => {
+            if let Some(resp) = crate::page::token::login_page(&req) {
+                return Ok(req.into_response(resp));
+            }
             let mut resp = text_response(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized: missing or wrong token",
@@ -78,7 +87,11 @@ pub async fn require_token(
             );
             Ok(req.into_response(resp))
         }
-        _ => Ok(next.call(req).await?.map_into_boxed_body()),
+        Some(t) => match crate::page::token::set_cookie_redirect(&req, &t) {
+            Some(resp) => Ok(req.into_response(resp)),
+            None => Ok(next.call(req).await?.map_into_boxed_body()),
+        },
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
     }
 }
 

@@ -112,9 +112,14 @@ pub async fn path_form(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespo
     resp
 }
 
-/// `filename=` wins; else the display path; the whole torrent has none.
+/// `filename=` wins; else the display path; the whole torrent has none. `download=1` (the web
+/// page's download links) makes it `attachment; …`, so a browser saves instead of showing.
 fn disposition(q: &Query, path: Option<&[u8]>) -> Option<String> {
-    q.bytes("filename").or(path).map(range::content_disposition)
+    let d = q.bytes("filename").or(path).map(range::content_disposition);
+    if !q.flag("download") {
+        return d;
+    }
+    Some(d.map_or_else(|| "attachment".to_string(), |d| format!("attachment; {d}")))
 }
 
 pub(crate) async fn serve(

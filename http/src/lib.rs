@@ -12,6 +12,7 @@ pub mod events;
 pub mod filestate;
 pub mod go_quote;
 mod meta;
+pub mod page;
 mod query;
 pub mod range;
 pub mod status;
@@ -152,6 +153,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
     // WebDAV (read-only): every method, the share's own answers.
     cfg.route(dav::ROUTE, web::to(dav::handle))
         .route("/dav/{rest:.*}", web::to(dav::handle));
+    // The web page: `/`, `/t/<ih>`, `/add`, `/ui/…` (see `page`).
+    page::routes(cfg);
     if opts.debug_on_main {
         cfg.route("/metrics", web::to(status::metrics))
             .route("/debug/{rest:.*}", web::to(status::debug));

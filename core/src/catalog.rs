@@ -1,0 +1,47 @@
+//! What the web page lists: every torrent the daemon knows (in memory or in the metainfo
+//! store) with its info and piece states, read without adding anything to the session.
+
+use std::sync::Arc;
+
+use crate::{
+    engine::Engine,
+    ident::InfoHash,
+    metainfo::{parse_info, Info},
+    status::{PieceState, Priority},
+};
+
+impl Engine {
+    /// The info of a known torrent: the in-memory torrent's, else the stored metainfo's. Never
+    /// adds the torrent; `None` when its info is not known (yet).
+    pub fn known_info(&self, ih: &InfoHash) -> Option<Arc<Info>> {
+        if let Some(info) = self.inner.get(ih).and_then(|t| t.info()) {
+            return Some(info);
+        }
+        let m = self.inner.store.load(ih)?;
+        let info = parse_info(m.info_bytes.as_deref()?).ok()?;
+        (info.info_hash == *ih).then(|| Arc::new(info))
+    }
+
+    /// Every piece's state of a torrent with `num_pieces` pieces: the in-memory torrent's
+    /// (readers' windows included), else what the cache holds for it.
+    pub fn known_piece_states(&self, ih: &InfoHash, num_pieces: u32) -> Vec<PieceState> {
+        if let Some(states) = self.inner.get(ih).and_then(|t| self.piece_states(&t)) {
+            if states.len() == num_pieces as usize {
+                return states;
+            }
+        }
+        let none = PieceState {
+            complete: false,
+            partial: false,
+            priority: Priority::None,
+        };
+        match self.inner.storage.cache() {
+            Some(cache) => cache
+                .have_pieces(ih.0, num_pieces)
+                .into_iter()
+                .map(|complete| PieceState { complete, ..none })
+                .collect(),
+            None => vec![none; num_pieces as usize],
+        }
+    }
+}
