@@ -179,6 +179,20 @@ pub struct Flags {
     /// Require this token from HTTP clients [default: no authentication, like the original].
     #[arg(long = "authToken", value_name = "TOKEN")]
     pub auth_token: Option<String>,
+
+    /// Name sent as X-Confluence-Node on every answer [default: HOSTNAME:PORT, the port of -addr].
+    #[arg(long = "nodeName", value_name = "NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
+
+    /// Scale-out behind nginx: every daemon of the upstream, spelled exactly as its `server` lines
+    /// (HOST:PORT,...); a POST /metainfo or /upload whose torrent another daemon owns is forwarded
+    /// there, and /status shows every daemon.
+    #[arg(long = "clusterPeers", value_name = "HOST:PORT,...", value_parser = parse_peer_list)]
+    pub cluster_peers: Option<HostPortList>,
+
+    /// This daemon's entry in -clusterPeers [default: -addr as written].
+    #[arg(long = "clusterSelf", value_name = "HOST:PORT")]
+    pub cluster_self: Option<String>,
 }
 
 impl Flags {
@@ -508,6 +522,26 @@ fn parse_host_port_list(s: &str) -> Result<HostPortList, String> {
             }
         })
         .collect()
+}
+
+/// `-nodeName`: it goes into a header, so printable text only.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(|c| c.is_control()) || s.len() > 200 {
+        return Err("expected 1 to 200 printable characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// `-clusterPeers`: `host:port` entries, kept as written (nginx hashes the text).
+fn parse_peer_list(s: &str) -> Result<HostPortList, String> {
+    let peers: Vec<String> = s.split(',').map(|p| p.trim().to_owned()).collect();
+    for p in &peers {
+        match p.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("invalid cluster peer {p:?}: expected host:port")),
+        }
+    }
+    Ok(peers)
 }
 
 /// The long flag names, as clap knows them (used by tests).

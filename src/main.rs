@@ -3,6 +3,7 @@
 //! This file only wires things together: flags → core config, the engine on its own runtime,
 //! the HTTP server on actix's, and signals to stop both.
 
+mod cluster;
 mod flags;
 
 use std::{
@@ -110,6 +111,7 @@ fn http_options(f: &flags::Flags) -> confluence_http::Options {
         debug_on_main: f.debug_on_main,
         auth_token: f.auth_token.clone().filter(|t| !t.is_empty()),
         public_ips,
+        ..Default::default()
     }
 }
 
@@ -128,6 +130,9 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
         warn!("HTTP API on {http_addr} is reachable from other machines without -authToken: anyone who can reach it can make this machine download and serve torrents");
     }
 
+    let mut http_opts = http_options(&f);
+    cluster::options(&f, http_addr, &mut http_opts)?;
+
     let rt = EngineRuntime::start()?;
     let engine = rt
         .block_on(Engine::start(cfg))
@@ -144,7 +149,6 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     };
 
     let http_engine = engine.clone();
-    let http_opts = http_options(&f);
     let served = actix_web::rt::System::new().block_on(async move {
         let server = confluence_http::server(http_engine, listener, http_opts)?;
         let handle = server.handle();

@@ -3,6 +3,7 @@
 mod auth;
 pub mod bep44;
 mod body;
+pub mod cluster;
 mod conn;
 mod data;
 mod error;
@@ -34,6 +35,10 @@ pub struct Options {
     pub auth_token: Option<String>,
     /// `-publicIp4`/`-publicIp6`: given as `nodes` (with the peer port) in `/upload` answers.
     pub public_ips: Vec<IpAddr>,
+    /// `-nodeName`: sent as `X-Confluence-Node` on every answer (none when empty).
+    pub node_name: String,
+    /// `-clusterPeers`: this node's place among the daemons behind nginx.
+    pub cluster: Option<std::sync::Arc<cluster::Cluster>>,
 }
 
 /// The status the original writes when a client goes away mid-wait (nobody receives it).
@@ -148,11 +153,17 @@ pub fn server(
     Ok(HttpServer::new(move || {
         let opts = opts.clone();
         let token = opts.auth_token.clone();
+        // Outermost, so that refusals carry it too; a forwarded answer keeps its owner's.
+        let mut node = actix_web::middleware::DefaultHeaders::new();
+        if !opts.node_name.is_empty() {
+            node = node.add((cluster::NODE, opts.node_name.clone()));
+        }
         App::new()
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 auth::require_token(token.clone(), req, next)
             }))
+            .wrap(node)
             .configure(move |cfg| routes(cfg, &opts))
     })
     .on_connect(conn::on_connect)
