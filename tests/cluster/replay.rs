@@ -1,6 +1,6 @@
-//! The replayed request log: 24 torrents seeded by an "origin" daemon (`-seed`, found through
-//! `swarmtool.py`'s mini tracker, which names it for any infohash), read by one daemon with a
-//! cache of C and by the cluster with three caches of C/3.
+//! The replayed request log: 24 torrents made by a daemon's `/upload`, seeded by an aria2c on
+//! 127.0.0.21 that `swarmtool.py`'s mini tracker names for any infohash, read by one daemon
+//! with a cache of C and by the cluster with three caches of C/3.
 
 use std::{
     fs,
@@ -57,6 +57,69 @@ impl MiniTracker {
 }
 
 impl Drop for MiniTracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// aria2c seeding every `DIR/t*.torrent` from `DIR` on 127.0.0.21:`port`; stopped by PID.
+struct Seeder {
+    child: Child,
+}
+
+impl Seeder {
+    fn start(dir: &std::path::Path, port: u16) -> Seeder {
+        let mut torrents: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "torrent"))
+            .collect();
+        torrents.sort();
+        let child = Command::new("aria2c")
+            .args(["--interface=127.0.0.21", &format!("--listen-port={port}")])
+            .args([
+                "--disable-ipv6=true",
+                "--enable-dht=false",
+                "--enable-dht6=false",
+            ])
+            .args([
+                "--bt-enable-lpd=false",
+                "--enable-peer-exchange=false",
+                "--seed-ratio=0.0",
+            ])
+            .args([
+                "--bt-max-peers=0",
+                "--max-concurrent-downloads=64",
+                "--check-integrity=true",
+            ])
+            .args(["--bt-hash-check-seed=true", "--auto-file-renaming=false"])
+            .args(["--console-log-level=warn", "--summary-interval=0"])
+            .arg(format!("--dir={}", dir.display()))
+            .args(&torrents)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting aria2c (Debian package aria2)");
+        let mut s = Seeder { child };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 21], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            if let Ok(Some(st)) = s.child.try_wait() {
+                panic!("aria2c exited at start: {st}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aria2c not listening on {addr} in 20 s"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+}
+
+impl Drop for Seeder {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -147,38 +210,34 @@ fn read(port: u16, ih: &str) -> Resp {
 fn replayed_log_hit_ratio_and_losing_a_node() {
     let _sw = swarm();
     let _g = serial();
-    let origin_port = common::free_port();
-    let tracker = MiniTracker::start(&format!("127.0.0.21:{origin_port}"));
+    let seed_port = common::free_port();
+    let tracker = MiniTracker::start(&format!("127.0.0.21:{seed_port}"));
     let implicit = format!("-implicitTracker={}", tracker.url);
-    let origin = Daemon::start(&[
-        "-seed",
-        "-unlimitedCache",
-        &format!("-torrentAddr=127.0.0.21:{origin_port}"),
-        &implicit,
-    ]);
     let contents: Vec<Vec<u8>> = (0..TORRENTS).map(content).collect();
-    let ihs: Vec<String> = contents
-        .iter()
-        .enumerate()
-        .map(|(i, data)| {
-            let (ct, body) = multipart(&format!("t{i}"), &[("f.bin", data)]);
-            let r = origin.req(
-                "POST",
-                "/upload",
-                &[("Content-Type", &ct)],
-                &body,
-                common::HTTP_TIMEOUT,
-            );
-            assert_eq!(r.status, 200, "upload t{i} to the origin: {}", r.text());
-            let ih = torrent_ih(&r.body);
-            assert_eq!(
-                origin.get(&format!("/info?ih={ih}")).status,
-                200,
-                "origin adds t{i}"
-            );
-            ih
-        })
-        .collect();
+    let seed_dir = common::temp_dir("cluster-seed");
+    let ihs: Vec<String> = {
+        let maker = Daemon::start(&[&implicit]);
+        contents
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let (ct, body) = multipart(&format!("t{i}"), &[("f.bin", data)]);
+                let r = maker.req(
+                    "POST",
+                    "/upload",
+                    &[("Content-Type", &ct)],
+                    &body,
+                    common::HTTP_TIMEOUT,
+                );
+                assert_eq!(r.status, 200, "upload t{i}: {}", r.text());
+                fs::create_dir_all(seed_dir.join(format!("t{i}"))).unwrap();
+                fs::write(seed_dir.join(format!("t{i}/f.bin")), data).unwrap();
+                fs::write(seed_dir.join(format!("t{i}.torrent")), &r.body).unwrap();
+                torrent_ih(&r.body)
+            })
+            .collect()
+    };
+    let seeder = Seeder::start(&seed_dir, seed_port);
     let log = zipf_log(TORRENTS, REQUESTS);
     let distinct: std::collections::BTreeSet<_> = log.iter().collect();
     assert!(
@@ -256,5 +315,7 @@ fn replayed_log_hit_ratio_and_losing_a_node() {
         assert_eq!(node_of(&r), new_owner, "t{t} on its new owner");
         assert_bytes_eq(&r.body, &contents[t], "a torrent that moved");
     }
-    drop(origin);
+    drop(c);
+    drop(seeder);
+    let _ = fs::remove_dir_all(&seed_dir);
 }
