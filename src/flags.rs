@@ -958,6 +958,39 @@ mod tests {
     }
 
     #[test]
+    fn cluster_flags() {
+        let f = ok(&[
+            "-nodeName=disk 1",
+            "-clusterPeers=127.0.0.1:8081, 10.0.0.2:8082,[::1]:8083",
+            "-clusterSelf=127.0.0.1:8081",
+        ]);
+        assert_eq!(f.node_name.as_deref(), Some("disk 1"));
+        assert_eq!(
+            f.cluster_peers,
+            Some(vec![
+                "127.0.0.1:8081".to_owned(),
+                "10.0.0.2:8082".to_owned(),
+                "[::1]:8083".to_owned()
+            ])
+        );
+        assert_eq!(f.cluster_self.as_deref(), Some("127.0.0.1:8081"));
+        let f = ok(&[]);
+        assert_eq!(
+            (f.node_name, f.cluster_peers, f.cluster_self),
+            (None, None, None)
+        );
+        for bad in [
+            "-nodeName=",
+            "-nodeName=a\nb",
+            "-clusterPeers=",
+            "-clusterPeers=a",
+            "-clusterPeers=a:1,b",
+        ] {
+            assert_eq!(err(&[bad]).code, 2, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn non_utf8_is_an_error_not_a_panic() {
         use std::os::unix::ffi::OsStringExt;
         let bad = OsString::from_vec(vec![b'-', 0xff, b'x']);

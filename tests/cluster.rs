@@ -337,3 +337,16 @@ fn every_route_and_spelling_reaches_the_owner_through_nginx() {
         assert!(node_of(&r).starts_with("node"), "{t}: {:?}", r.headers);
     }
 }
+
+#[test]
+fn a_node_outside_its_peer_list_refuses_to_start() {
+    let dir = common::temp_dir("cluster-bad");
+    let port = common::free_port();
+    let addr = vec![format!("-addr=127.0.0.1:{port}")];
+    let peers = vec!["-clusterPeers=127.0.0.1:1,127.0.0.1:2".to_string()];
+    let e = common::Daemon::launch(&dir, addr, port, peers)
+        .err()
+        .expect("a daemon not in -clusterPeers must not start");
+    assert!(e.contains("is not in -clusterPeers"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

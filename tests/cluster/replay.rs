@@ -307,6 +307,16 @@ fn replayed_log_hit_ratio_and_losing_a_node() {
             ratio(now)
         );
     }
+    let status = c.nginx.get("/status").text();
+    assert!(
+        status.starts_with("Cluster: 3 nodes, 2 answering"),
+        "{status}"
+    );
+    let me = &c.peers[k];
+    assert!(
+        status.contains(&format!("== Node ({me}): no status: ")),
+        "{status}"
+    );
     for &t in &moved {
         let r = read(c.nginx.port, &ihs[t]);
         assert_eq!(r.status, 200, "t{t} after {gone} stopped: {}", r.text());

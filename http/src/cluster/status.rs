@@ -24,7 +24,10 @@ struct NodeStatus {
 }
 
 async fn peer_status(req: &HttpRequest, opts: &Options, peer: &str) -> NodeStatus {
-    let r = request_like(req, &opts.node_name, None, Vec::new());
+    let mut r = request_like(req, &opts.node_name, None, Vec::new());
+    // The page is parsed or pasted here: plain bytes only.
+    r.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("accept-encoding"));
     let answer = client::send(peer, &r, MAX_ANSWER, STATUS_TIMEOUT).await;
     let (node, answer) = match answer {
         Ok(a) if a.status == 200 => (
