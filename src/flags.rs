@@ -210,6 +210,19 @@ pub struct Flags {
     #[arg(long = "corsOrigins", value_name = "ORIGIN,...", default_value = "",
           value_parser = confluence_http::cors::CorsOrigins::parse)]
     pub cors_origins: confluence_http::cors::CorsOrigins,
+    /// Name sent as X-Confluence-Node on every answer [default: HOSTNAME:PORT, the port of -addr].
+    #[arg(long = "nodeName", value_name = "NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
+
+    /// Scale-out behind nginx: every daemon of the upstream, spelled exactly as its `server` lines
+    /// (HOST:PORT,...); a POST /metainfo or /upload whose torrent another daemon owns is forwarded
+    /// there, and /status shows every daemon.
+    #[arg(long = "clusterPeers", value_name = "HOST:PORT,...", value_parser = parse_peer_list)]
+    pub cluster_peers: Option<HostPortList>,
+
+    /// This daemon's entry in -clusterPeers [default: -addr as written].
+    #[arg(long = "clusterSelf", value_name = "HOST:PORT")]
+    pub cluster_self: Option<String>,
 }
 
 impl Flags {
@@ -539,6 +552,26 @@ fn parse_host_port_list(s: &str) -> Result<HostPortList, String> {
             }
         })
         .collect()
+}
+
+/// `-nodeName`: it goes into a header, so printable text only.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().any(|c| c.is_control()) || s.len() > 200 {
+        return Err("expected 1 to 200 printable characters".into());
+    }
+    Ok(s.to_owned())
+}
+
+/// `-clusterPeers`: `host:port` entries, kept as written (nginx hashes the text).
+fn parse_peer_list(s: &str) -> Result<HostPortList, String> {
+    let peers: Vec<String> = s.split(',').map(|p| p.trim().to_owned()).collect();
+    for p in &peers {
+        match p.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("invalid cluster peer {p:?}: expected host:port")),
+        }
+    }
+    Ok(peers)
 }
 
 /// The long flag names, as clap knows them (used by tests).
@@ -951,6 +984,39 @@ mod tests {
         assert_eq!(ok(&["-dhtBootstrap="]).dht_bootstrap, Some(vec![]));
         for bad in ["127.0.0.1", ":6881", "a:1,", "a:99999", "a:x"] {
             assert_eq!(err(&[&format!("-dhtBootstrap={bad}")]).code, 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_flags() {
+        let f = ok(&[
+            "-nodeName=disk 1",
+            "-clusterPeers=127.0.0.1:8081, 10.0.0.2:8082,[::1]:8083",
+            "-clusterSelf=127.0.0.1:8081",
+        ]);
+        assert_eq!(f.node_name.as_deref(), Some("disk 1"));
+        assert_eq!(
+            f.cluster_peers,
+            Some(vec![
+                "127.0.0.1:8081".to_owned(),
+                "10.0.0.2:8082".to_owned(),
+                "[::1]:8083".to_owned()
+            ])
+        );
+        assert_eq!(f.cluster_self.as_deref(), Some("127.0.0.1:8081"));
+        let f = ok(&[]);
+        assert_eq!(
+            (f.node_name, f.cluster_peers, f.cluster_self),
+            (None, None, None)
+        );
+        for bad in [
+            "-nodeName=",
+            "-nodeName=a\nb",
+            "-clusterPeers=",
+            "-clusterPeers=a",
+            "-clusterPeers=a:1,b",
+        ] {
+            assert_eq!(err(&[bad]).code, 2, "{bad:?}");
         }
     }
 

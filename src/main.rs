@@ -3,6 +3,7 @@
 //! This file only wires things together: flags → core config, the engine on its own runtime,
 //! the HTTP server on actix's, and signals to stop both.
 
+mod cluster;
 mod dlna;
 mod flags;
 
@@ -115,6 +116,7 @@ fn http_options(f: &flags::Flags) -> confluence_http::Options {
         public_url: f.public_url.clone(),
         trusted_proxies: f.trusted_proxies.clone(),
         cors_origins: f.cors_origins.clone(),
+        ..Default::default()
     }
 }
 
@@ -134,6 +136,9 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     }
     let dlna = dlna::setup(&f, http_addr)?;
 
+    let mut http_opts = http_options(&f);
+    cluster::options(&f, http_addr, &mut http_opts)?;
+
     let rt = EngineRuntime::start()?;
     let engine = rt
         .block_on(Engine::start(cfg))
@@ -150,7 +155,6 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     };
 
     let http_engine = engine.clone();
-    let mut http_opts = http_options(&f);
     let (dlna_opts, ssdp_cfg) = dlna.unzip();
     http_opts.dlna = dlna_opts;
     let served = actix_web::rt::System::new().block_on(async move {

@@ -153,6 +153,56 @@ pub fn upload_info_bytes(
     bencode::encode(&Value::Dict(d))
 }
 
+/// An upload's info dict, built from its files without storing anything.
+pub struct BuiltInfo {
+    pub info_bytes: Vec<u8>,
+    pub piece_length: u64,
+    /// The SHA-1 of every piece, concatenated.
+    pub pieces: Vec<u8>,
+}
+
+/// Checks an upload's name and paths and hashes every piece of `files` (in upload order): the
+/// info dict `/upload` makes of them. Blocking (reads every byte). The same inputs always give
+/// the same info, so a node can learn an upload's infohash before it decides where to store it.
+pub fn build_upload_info(name: &str, files: &[UploadFile]) -> Result<BuiltInfo, UploadError> {
+    if files.is_empty() {
+        return Err(UploadError::NoFiles);
+    }
+    if name.contains('\0') || name.contains('/') || name == "." || name == ".." {
+        return Err(UploadError::BadName(name.to_string()));
+    }
+    for f in files {
+        if f.path.is_empty() || !f.path.iter().all(|c| component_ok(c)) {
+            return Err(UploadError::BadPath(f.path.join("/")));
+        }
+    }
+    let total: u64 = files.iter().map(|f| f.length).sum();
+    let piece_length = choose_piece_length(total);
+    // Every piece hashed (the infohash, which names the cache's data file, is only known at
+    // the end).
+    let mut pieces = Vec::with_capacity(20 * total.div_ceil(piece_length) as usize);
+    let mut buf = vec![0u8; piece_length as usize];
+    let mut reader = Concat::new(files);
+    loop {
+        let n = reader.fill(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        pieces.extend_from_slice(&Sha1::digest(&buf[..n]));
+        if n < buf.len() {
+            break;
+        }
+    }
+    let listed: Vec<(Vec<String>, u64)> =
+        files.iter().map(|f| (f.path.clone(), f.length)).collect();
+    let info_bytes = upload_info_bytes(name, &listed, piece_length, &pieces);
+    Ok(BuiltInfo {
+        info_bytes,
+        piece_length,
+        pieces,
+    })
+}
+
 /// The metainfo `/upload` answers: the info, `created by`, `creation date`, one announce tier
 /// of `implicit_trackers` (an empty tier when there are none, as the original), and `nodes`
 /// (`host:port` strings) when given.
@@ -269,41 +319,13 @@ impl Engine {
     /// `-fileDir` the files under `DIR/<ih>/<name>/…`. Blocking (reads and writes every byte):
     /// call it from a blocking thread. The files' temporary data is consumed.
     pub fn import_upload(&self, name: &str, files: &[UploadFile]) -> Result<Uploaded, UploadError> {
-        if files.is_empty() {
-            return Err(UploadError::NoFiles);
-        }
-        if name.contains('\0') || name.contains('/') || name == "." || name == ".." {
-            return Err(UploadError::BadName(name.to_string()));
-        }
-        for f in files {
-            if f.path.is_empty() || !f.path.iter().all(|c| component_ok(c)) {
-                return Err(UploadError::BadPath(f.path.join("/")));
-            }
-        }
+        let built = build_upload_info(name, files)?;
+        let (info_bytes, piece_length, pieces) =
+            (built.info_bytes, built.piece_length, built.pieces);
         let total: u64 = files.iter().map(|f| f.length).sum();
-        let piece_length = choose_piece_length(total);
+        let mut buf = vec![0u8; piece_length as usize];
         let inner = &self.inner;
         let cache = inner.storage.cache().cloned();
-
-        // First pass: hash every piece (the infohash, which names the cache's data file, is only
-        // known at the end).
-        let mut pieces = Vec::with_capacity(20 * total.div_ceil(piece_length) as usize);
-        let mut buf = vec![0u8; piece_length as usize];
-        let mut reader = Concat::new(files);
-        loop {
-            let n = reader.fill(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            pieces.extend_from_slice(&Sha1::digest(&buf[..n]));
-            if n < buf.len() {
-                break;
-            }
-        }
-
-        let listed: Vec<(Vec<String>, u64)> =
-            files.iter().map(|f| (f.path.clone(), f.length)).collect();
-        let info_bytes = upload_info_bytes(name, &listed, piece_length, &pieces);
         let info = Arc::new(
             parse_info(&info_bytes)
                 .map_err(|e| io::Error::other(format!("the built info does not parse: {e}")))?,

@@ -3,6 +3,7 @@
 mod auth;
 pub mod bep44;
 mod body;
+pub mod cluster;
 mod conn;
 mod data;
 pub mod dav;
@@ -52,6 +53,10 @@ pub struct Options {
     pub trusted_proxies: public_url::TrustedProxies,
     /// `-corsOrigins`: origins allowed to read `/data`, `/info` and `/playlist`.
     pub cors_origins: cors::CorsOrigins,
+    /// `-nodeName`: sent as `X-Confluence-Node` on every answer (none when empty).
+    pub node_name: String,
+    /// `-clusterPeers`: this node's place among the daemons behind nginx.
+    pub cluster: Option<std::sync::Arc<cluster::Cluster>>,
 }
 
 /// The status the original writes when a client goes away mid-wait (nobody receives it).
@@ -176,6 +181,11 @@ pub fn server(
         let opts = opts.clone();
         let token = opts.auth_token.clone();
         let cors_origins = std::sync::Arc::new(opts.cors_origins.clone());
+        // Outermost, so that refusals carry it too; a forwarded answer keeps its owner's.
+        let mut node = actix_web::middleware::DefaultHeaders::new();
+        if !opts.node_name.is_empty() {
+            node = node.add((cluster::NODE, opts.node_name.clone()));
+        }
         App::new()
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(move |req, next| {
@@ -185,6 +195,7 @@ pub fn server(
             .wrap(actix_web::middleware::from_fn(move |req, next| {
                 cors::cors(cors_origins.clone(), req, next)
             }))
+            .wrap(node)
             .configure(move |cfg| routes(cfg, &opts))
     })
     .on_connect(conn::on_connect)

@@ -52,9 +52,13 @@ pub async fn metainfo(
     req: HttpRequest,
     payload: web::Payload,
     engine: web::Data<Engine>,
+    opts: web::Data<crate::Options>,
 ) -> Result<HttpResponse, HttpError> {
     if req.method() == Method::POST {
         let body = read_body(&req, payload).await?;
+        if let Some(forwarded) = forward_post(&req, &opts, &body).await {
+            return forwarded;
+        }
         return post_metainfo(&engine, &body);
     }
     let (t, q) = torrent_of(&req, &engine)?;
@@ -127,6 +131,29 @@ pub(crate) async fn read_body_max(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// With `-clusterPeers`, a metainfo whose infohash another node owns goes there (nginx cannot
+/// see an infohash in a body); `None` when this node is to store it (or it does not parse: the
+/// 400 is this node's to give).
+async fn forward_post(
+    req: &HttpRequest,
+    opts: &crate::Options,
+    body: &[u8],
+) -> Option<Result<HttpResponse, HttpError>> {
+    let cluster = opts
+        .cluster
+        .as_ref()
+        .filter(|_| !crate::cluster::is_forwarded(req))?;
+    let info = confluence_core::metainfo::parse_metainfo(body)
+        .ok()?
+        .info_bytes?;
+    let ih = ident::InfoHash::from_sha1_of(&info);
+    let fwd =
+        crate::cluster::request_like(req, &opts.node_name, None, crate::cluster::bytes_body(body));
+    cluster
+        .forward(&ih, fwd, std::time::Duration::from_secs(30))
+        .await
 }
 
 fn post_metainfo(engine: &Engine, body: &[u8]) -> Result<HttpResponse, HttpError> {

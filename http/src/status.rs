@@ -37,7 +37,17 @@ fn json_response(status: &Status) -> HttpResponse {
 }
 
 /// `/status` (any method). Never adds a torrent.
-pub async fn status(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
+pub async fn status(
+    req: HttpRequest,
+    engine: web::Data<Engine>,
+    opts: web::Data<Options>,
+) -> HttpResponse {
+    if let Some(c) = opts.cluster.as_ref() {
+        if !crate::cluster::is_forwarded(&req) {
+            let json = wants_json(&req);
+            return crate::cluster::cluster_status(&req, &engine, &opts, c, json).await;
+        }
+    }
     let st = engine.status();
     if wants_json(&req) {
         return json_response(&st);

@@ -220,6 +220,14 @@ pub async fn upload(
             }
         }
     }
+    if let Some(c) = opts.cluster.as_ref() {
+        if !crate::cluster::is_forwarded(&req) {
+            let owner = crate::cluster::forward_upload(&req, &engine, &opts, c, &name, &files);
+            if let Some(answer) = owner.await {
+                return answer;
+            }
+        }
+    }
     let eng = engine.get_ref().clone();
     let imported = engine
         .runtime()
