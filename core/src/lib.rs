@@ -10,6 +10,7 @@ mod config;
 mod engine;
 mod hooked;
 pub mod ident;
+pub mod identity;
 pub mod memory;
 pub mod metainfo;
 mod reader;
