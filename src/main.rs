@@ -4,6 +4,7 @@
 //! the HTTP server on actix's, and signals to stop both.
 
 mod flags;
+mod logging;
 
 use std::{
     net::{SocketAddr, TcpListener, ToSocketAddrs},
@@ -69,14 +70,7 @@ fn config(f: &flags::Flags) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     confluence_core::memory::limit_arenas();
     let f = flags::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(&f.log_format);
     match run(f) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<confluence_mountd::MountError>() => {
@@ -126,6 +120,13 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
     let http_addr = listener.local_addr()?;
     if !http_addr.ip().is_loopback() && f.auth_token.as_deref().unwrap_or("").is_empty() {
         warn!("HTTP API on {http_addr} is reachable from other machines without -authToken: anyone who can reach it can make this machine download and serve torrents");
+    }
+    if f.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        // Never the token itself: only that one is required.
+        info!(
+            "HTTP clients must send the token (-authToken or ${})",
+            flags::AUTH_TOKEN_ENV
+        );
     }
 
     let rt = EngineRuntime::start()?;
