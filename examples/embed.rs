@@ -31,7 +31,8 @@ fn main() -> anyhow::Result<()> {
         .context("usage: embed TORRENT_FILE [PATH] [FIRST-LAST]")?;
     let path = args.next().filter(|p| !p.is_empty());
     let range = args.next().unwrap_or_else(|| "0-65535".into());
-    let torrent = std::fs::read(&torrent_file).with_context(|| format!("{torrent_file}"))?;
+    let torrent =
+        std::fs::read(&torrent_file).with_context(|| format!("reading {torrent_file}"))?;
 
     // 1. The engine: one Config (the daemon's flags, as fields), started on its own runtime.
     let data_dir = match std::env::var_os("CONFLUENCE_EMBED_DIR") {
