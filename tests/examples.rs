@@ -133,6 +133,8 @@ fn players_md_ffprobe_and_mpv_lines_work_over_http() {
     );
     let d = Daemon::start(&[]);
     let ih = s.ih("media");
+    // `?ih=` alone names no tracker: the torrent was added before, as players.md says.
+    d.post_metainfo(&s.torrent_bytes("media"), &ih);
     for line in &lines {
         let tool = line.split_whitespace().next().unwrap();
         let (st, _, _) = run_bounded(
