@@ -125,7 +125,10 @@ fn tested_lines() -> Vec<String> {
 fn players_md_ffprobe_and_mpv_lines_work_over_http() {
     let s = swarm();
     let _g = serial();
-    let lines = tested_lines();
+    let lines: Vec<String> = tested_lines()
+        .into_iter()
+        .filter(|l| !l.contains("$MNT"))
+        .collect();
     assert_eq!(
         lines.len(),
         2,
@@ -161,6 +164,34 @@ fn players_md_ffprobe_and_mpv_lines_work_over_http() {
     // mpv read the file through /data: the torrent is known and some of it was served.
     let st = d.get_h("/status", &[("Accept", "application/json")]);
     assert!(st.text().contains(&ih), "{}", st.text());
+}
+
+#[test]
+fn players_md_ffprobe_line_works_on_the_mount() {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        Path::new("/dev/fuse").exists() && root,
+        "this test mounts: it needs /dev/fuse and root"
+    );
+    let s = swarm();
+    let _g = serial();
+    let lines: Vec<String> = tested_lines()
+        .into_iter()
+        .filter(|l| l.contains("$MNT"))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one mount line: {lines:?}");
+    let f = common::fuse::Fuse::start(&[]);
+    let ih = s.ih("media");
+    f.daemon.post_metainfo(&s.torrent_bytes("media"), &ih);
+    let (out, err) = run_ok(
+        Command::new("bash")
+            .args(["-c", &lines[0]])
+            .env("MNT", &f.mnt.0)
+            .env("IH", &ih),
+        120,
+    );
+    assert!(out.contains("duration=10.0"), "{out}\n{err}");
 }
 
 #[test]
