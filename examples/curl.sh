@@ -28,9 +28,9 @@ until [[ $(curl -s -o /dev/null -w '%{http_code}' "${AUTH[@]}" "${q[@]}" \
 done
 
 # 2. The info is there: the file list, as JSON (the .torrent's info is base64 in "info").
-curl -sf --max-time "$WAIT" "${AUTH[@]}" -H 'Accept: application/json' "${q[@]}" \
-  "$BASE/metainfo" | head -c 300
-echo
+json=$(curl -sf --max-time "$WAIT" "${AUTH[@]}" -H 'Accept: application/json' "${q[@]}" \
+  "$BASE/metainfo")
+echo "${json:0:300}..."
 
 # 3. Watch /events: a websocket of {"PieceChanged":N} text frames. curl 7.x speaks no websocket,
 #    but the upgrade is a plain HTTP request and server frames are unmasked, so the JSON is in
