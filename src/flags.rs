@@ -176,7 +176,8 @@ pub struct Flags {
     #[arg(long = "mount", value_name = "DIR")]
     pub mount: Option<PathBuf>,
 
-    /// Require this token from HTTP clients [default: no authentication, like the original].
+    /// Require this token from HTTP clients; also read from $CONFLUENCE_AUTH_TOKEN, which keeps
+    /// it out of `ps` (the flag wins) [default: no authentication, like the original].
     #[arg(long = "authToken", value_name = "TOKEN")]
     pub auth_token: Option<String>,
 
@@ -223,6 +224,24 @@ pub struct Flags {
     /// This daemon's entry in -clusterPeers [default: -addr as written].
     #[arg(long = "clusterSelf", value_name = "HOST:PORT")]
     pub cluster_self: Option<String>,
+
+    /// Log format on stderr: `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long = "logFormat", value_name = "FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// The environment variable `-authToken` falls back to.
+pub const AUTH_TOKEN_ENV: &str = "CONFLUENCE_AUTH_TOKEN";
+
+impl Flags {
+    /// `-authToken` from `env` (the value of [`AUTH_TOKEN_ENV`]) when the flag is absent; an
+    /// empty value means no token, as an empty flag does.
+    pub fn token_from_env(&mut self, env: Option<OsString>) {
+        if self.auth_token.is_none() {
+            self.auth_token = env.map(|v| v.to_string_lossy().into_owned());
+        }
+    }
 }
 
 impl Flags {
@@ -291,7 +310,9 @@ impl From<clap::Error> for FlagsError {
 
 /// Parses the process's arguments; prints and exits on error or `-h`.
 pub fn parse() -> Flags {
-    parse_from(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    let mut f = parse_from(std::env::args_os()).unwrap_or_else(|err| err.exit());
+    f.token_from_env(std::env::var_os(AUTH_TOKEN_ENV));
+    f
 }
 
 /// Parses `args`, whose first element is the program name (as in argv).
@@ -1018,6 +1039,27 @@ mod tests {
         ] {
             assert_eq!(err(&[bad]).code, 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn auth_token_from_env() {
+        let mut f = ok(&[]);
+        f.token_from_env(Some("from-env".into()));
+        assert_eq!(f.auth_token.as_deref(), Some("from-env"));
+        let mut f = ok(&["-authToken=from-flag"]);
+        f.token_from_env(Some("from-env".into()));
+        assert_eq!(f.auth_token.as_deref(), Some("from-flag"));
+        let mut f = ok(&[]);
+        f.token_from_env(None);
+        assert_eq!(f.auth_token, None);
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!(ok(&[]).log_format, "text");
+        assert_eq!(ok(&["-logFormat=json"]).log_format, "json");
+        assert_eq!(ok(&["-logFormat", "text"]).log_format, "text");
+        assert_eq!(err(&["-logFormat=xml"]).code, 2);
     }
 
     #[test]

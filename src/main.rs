@@ -6,6 +6,7 @@
 mod cluster;
 mod dlna;
 mod flags;
+mod logging;
 
 use std::{
     net::{SocketAddr, TcpListener, ToSocketAddrs},
@@ -71,14 +72,7 @@ fn config(f: &flags::Flags) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     confluence_core::memory::limit_arenas();
     let f = flags::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,librqbit=warn,librqbit_dht=warn,librqbit_tracker_comms=warn".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(&f.log_format);
     match run(f) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<confluence_mountd::MountError>() => {
@@ -138,6 +132,13 @@ fn run(f: flags::Flags) -> anyhow::Result<()> {
 
     let mut http_opts = http_options(&f);
     cluster::options(&f, http_addr, &mut http_opts)?;
+    if f.auth_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        // Never the token itself: only that one is required.
+        info!(
+            "HTTP clients must send the token (-authToken or ${})",
+            flags::AUTH_TOKEN_ENV
+        );
+    }
 
     let rt = EngineRuntime::start()?;
     let engine = rt

@@ -218,6 +218,9 @@ impl Engine {
             runtime_worker_threads: Some(1024),
             disable_trackers: config.disable_trackers,
             ipv4_only: listen_addr.is_ipv4(),
+            // Peers see `-CF0100-…` and `confluence 0.1.0`, trackers that `User-Agent`.
+            peer_id: Some(crate::identity::new_peer_id()),
+            client_name_and_version: Some(crate::identity::client_name_and_version()),
             ..Default::default()
         };
         let session = Session::new_with_opts(data.join("scratch"), opts)

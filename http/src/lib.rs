@@ -1,4 +1,42 @@
 //! The HTTP front door: every confluence route on actix-web, thin handlers over the core.
+//!
+//! # Embedding
+//!
+//! [`server`] serves the whole API (with the `-authToken` check of [`Options::auth_token`]) on
+//! a listener you bound, on actix-web's runtime: run it inside an `actix_web::rt::System` on a
+//! thread of its own, not on the engine's runtime. [`routes`] adds the routes to an actix `App`
+//! of your own instead (then the token check is yours to add, and the `App` must carry
+//! `web::Data<Engine>`).
+//!
+//! Shut down with the server's handle (`handle.stop(false).await`, from any async context)
+//! before `Engine::shutdown`.
+//!
+//! ```no_run
+//! use confluence_core::{Config, Engine};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let rt = tokio::runtime::Runtime::new()?; // the engine's runtime
+//! let engine = rt.block_on(Engine::start(Config::new("/tmp/confluence".into())))?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // an ephemeral port
+//! println!("API on http://{}", listener.local_addr()?);
+//! let options = confluence_http::Options {
+//!     auth_token: std::env::var("CONFLUENCE_AUTH_TOKEN").ok(),
+//!     ..Default::default()
+//! };
+//! let http_engine = engine.clone();
+//! let http = std::thread::spawn(move || {
+//!     actix_web::rt::System::new().block_on(async move {
+//!         let server = confluence_http::server(http_engine, listener, options)?;
+//!         // Keep `server.handle()` to stop it: `handle.stop(false).await`.
+//!         server.await
+//!     })
+//! });
+//! # let _ = http;
+//! // ... later, after stopping the server:
+//! rt.block_on(engine.shutdown());
+//! # Ok(())
+//! # }
+//! ```
 
 mod auth;
 pub mod bep44;
