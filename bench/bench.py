@@ -48,7 +48,7 @@ RELAY = os.path.join(TARGET_DIR, "release", "relay")  # bench/relay: the floor c
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 SEED1 = ("127.0.0.2", 6881)
 
-TOOLS = ["confluence", "confluence-fuse", "confluence-dav", "rqbit", "peerflix", "webtorrent", "btfs", "aria2c", "nginx",
+TOOLS = ["confluence", "confluence-fuse", "confluence-dav", "confluence-dlna", "rqbit", "peerflix", "webtorrent", "btfs", "aria2c", "nginx",
          "relay", "relay+sha1+store"]
 PEERS = ["rqbit", "peerflix", "webtorrent", "btfs", "aria2c"]
 
@@ -592,6 +592,16 @@ class OursDav(Ours):
         return f"http://127.0.0.1:{self.port}/dav/{self.ctx.swarm.ih[key]}/{urllib.parse.quote(path, safe='/')}"
 
 
+class OursDlna(Ours):
+    """The same daemon, the file streamed from the URL a DLNA item's `<res>` names
+    (`/data/infohash/<ih>/<path>`, the path form), as a TV would."""
+    name = "confluence-dlna"
+
+    def url(self, key, i):
+        path = self.ctx.swarm.files[key][i][0]
+        return f"http://127.0.0.1:{self.port}/data/infohash/{self.ctx.swarm.ih[key]}/{urllib.parse.quote(path, safe='/')}"
+
+
 class Rqbit:
     name = "rqbit"
 
@@ -876,6 +886,8 @@ def row_p1(ctx):
         makers["confluence-fuse"] = lambda: Ours(ctx, mount=True)
     if not skip_reason(ctx, "confluence-dav"):
         makers["confluence-dav"] = lambda: OursDav(ctx)
+    if not skip_reason(ctx, "confluence-dlna"):
+        makers["confluence-dlna"] = lambda: OursDlna(ctx)
     if os.path.exists(RELAY):
         makers["relay"] = lambda: Relay(ctx, verify=False)
         makers["relay+sha1+store"] = lambda: Relay(ctx, verify=True)
@@ -1378,7 +1390,7 @@ MEASURES = [
     ("P8", "P8 restart, first byte, ms", "ms", True),
     ("P8-mib", "P8 restart, first MiB, ms", "ms", True),
 ]
-COLS = ["confluence", "confluence-fuse", "confluence-dav", "rqbit", "peerflix", "webtorrent", "btfs", "aria2c", "nginx",
+COLS = ["confluence", "confluence-fuse", "confluence-dav", "confluence-dlna", "rqbit", "peerflix", "webtorrent", "btfs", "aria2c", "nginx",
         "relay", "relay+sha1+store"]
 
 
