@@ -95,6 +95,30 @@ fn no_pad(r: &Resp, what: &str) {
     );
 }
 
+/// A ContentDirectory `Browse` of object `id`.
+fn browse(d: &Daemon, id: &str, flag: &str) -> Resp {
+    const CDS: &str = "urn:schemas-upnp-org:service:ContentDirectory:1";
+    let body = format!(
+        "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>\
+         <u:Browse xmlns:u=\"{CDS}\"><ObjectID>{id}</ObjectID><BrowseFlag>{flag}</BrowseFlag>\
+         <Filter>*</Filter><StartingIndex>0</StartingIndex><RequestedCount>0</RequestedCount>\
+         <SortCriteria></SortCriteria></u:Browse></s:Body></s:Envelope>"
+    );
+    let action = format!("\"{CDS}#Browse\"");
+    let h = [
+        ("Content-Type", "text/xml; charset=\"utf-8\""),
+        ("SOAPACTION", action.as_str()),
+    ];
+    d.req(
+        "POST",
+        "/dlna/control/ContentDirectory",
+        &h,
+        body.as_bytes(),
+        T,
+    )
+}
+
 #[test]
 fn hybrid_pad_files_hidden_everywhere() {
     assert!(
@@ -118,11 +142,13 @@ fn hybrid_pad_files_hidden_everywhere() {
     let (info_bytes, files) = torrent_files(&torrent);
     let ih = common::sha1_hex(&info_bytes);
     let pads: Vec<&TFile> = files.iter().filter(|f| f.pad).collect();
+    let pad_index = files.iter().position(|f| f.pad).unwrap();
     assert!(!pads.is_empty(), "libtorrent made no pad files");
     let payload = |f: &TFile| std::fs::read(dir.join("payload/hybrid").join(&f.path)).unwrap();
 
     let mnt = fuse::MountDir::new();
-    let d = Daemon::start(&[&format!("-mount={}", mnt.0.display())]);
+    let mount = format!("-mount={}", mnt.0.display());
+    let d = Daemon::start(&[&mount, "-dlna", "-dlnaInterfaces=127.0.0.1"]);
 
     // A v2-only torrent keeps its clear 4xx.
     let v2 = std::fs::read(dir.join("v2only.torrent")).unwrap();
@@ -214,6 +240,23 @@ fn hybrid_pad_files_hidden_everywhere() {
     );
     assert_eq!(dav.status, 207, "PROPFIND: {}", dav.text());
     assert!(!dav.text().contains(".pad"), "WebDAV: {}", dav.text());
+
+    // DLNA: no `.pad` container, and a pad file's object ID names nothing.
+    let r = browse(&d, &ih, "BrowseDirectChildren");
+    assert_eq!(r.status, 200, "DLNA browse: {}", r.text());
+    assert!(r.text().contains("sub"), "DLNA browse: {}", r.text());
+    assert!(
+        !r.text().contains(".pad"),
+        "DLNA shows a pad dir: {}",
+        r.text()
+    );
+    let r = browse(&d, &format!("{ih}/f{pad_index}"), "BrowseMetadata");
+    assert_eq!(r.status, 500, "DLNA pad object: {}", r.text());
+    assert!(
+        r.text().contains("<errorCode>701</errorCode>"),
+        "{}",
+        r.text()
+    );
 
     // The mount: no pad file listed, a pad path is ENOENT, real files byte-exact.
     let top = mnt.0.join(&ih);
