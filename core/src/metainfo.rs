@@ -30,6 +30,9 @@ pub struct FileEntry {
     pub length: u64,
     /// Byte offset of the file within the torrent's concatenated data.
     pub offset: u64,
+    /// A BEP 47 padding file (`attr` contains `p`): part of the torrent's byte stream (and of
+    /// librqbit's file indices) but never shown or addressable by path. See [`Info::visible_files`].
+    pub pad: bool,
 }
 
 /// A validated v1 info dict plus its raw bytes.
@@ -67,6 +70,9 @@ pub enum MetaError {
     PieceCount { expected: u64, total: u64, got: u64 },
     #[error("total length overflows")]
     Overflow,
+    /// A BEP 52 v2-only torrent: no v1 `pieces`, which librqbit needs to download it.
+    #[error("v2-only torrent (BEP 52) is not supported: it has no v1 piece hashes; use a hybrid or v1 torrent")]
+    V2Only,
 }
 
 /// Parses and validates a v1 info dict given as its exact raw bytes.
@@ -76,6 +82,11 @@ pub fn parse_info(info_bytes: &[u8]) -> Result<Info, MetaError> {
         return Err(MetaError::TrailingData);
     }
     let d = v.as_dict().ok_or(MetaError::NotDict)?;
+    let v2 = d.get(&b"meta version"[..]).and_then(Value::as_int) == Some(2)
+        || d.contains_key(&b"file tree"[..]);
+    if v2 && !d.contains_key(&b"pieces"[..]) {
+        return Err(MetaError::V2Only);
+    }
 
     let name_raw = best_bytes(d, b"name.utf-8", b"name").ok_or(MetaError::Field("name"))?;
     let piece_length = match d.get(&b"piece length"[..]).and_then(Value::as_int) {
@@ -112,7 +123,9 @@ pub fn parse_info(info_bytes: &[u8]) -> Result<Info, MetaError> {
                 let f = f.as_dict().ok_or(MetaError::Field("files"))?;
                 let length = non_negative(f.get(&b"length"[..]))?;
                 let comps = best_path(f)?;
-                files.push(make_entry(&comps, length, total));
+                let mut entry = make_entry(&comps, length, total);
+                entry.pad = is_pad_attr(f.get(&b"attr"[..]));
+                files.push(entry);
                 total = total.checked_add(length).ok_or(MetaError::Overflow)?;
             }
         }
@@ -195,6 +208,12 @@ fn non_negative(v: Option<&Value>) -> Result<u64, MetaError> {
     }
 }
 
+/// BEP 47: a file whose `attr` string contains `p` is padding.
+fn is_pad_attr(attr: Option<&Value>) -> bool {
+    attr.and_then(Value::as_bytes)
+        .is_some_and(|a| a.contains(&b'p'))
+}
+
 fn make_entry(comps: &[&[u8]], length: u64, offset: u64) -> FileEntry {
     let raw_path = comps.join(&b'/');
     FileEntry {
@@ -206,6 +225,7 @@ fn make_entry(comps: &[&[u8]], length: u64, offset: u64) -> FileEntry {
         raw_path,
         length,
         offset,
+        pad: false,
     }
 }
 
@@ -215,9 +235,24 @@ impl Info {
         self.multi_file
     }
 
-    /// Index of the first file whose display path equals `path` byte for byte.
+    /// The files every front door shows (listings, mount, playlists, WebDAV, DLNA, pages): all
+    /// but BEP 47 padding files, each with its index into [`Info::files`] (librqbit's index).
+    /// The whole-torrent stream still includes the padding bytes.
+    pub fn visible_files(&self) -> impl Iterator<Item = (usize, &FileEntry)> + '_ {
+        self.files.iter().enumerate().filter(|(_, f)| !f.pad)
+    }
+
+    /// Index of the first visible file whose display path equals `path` byte for byte
+    /// (a padding file is never found).
     pub fn find_file(&self, path: &[u8]) -> Option<usize> {
-        self.files.iter().position(|f| f.raw_path == path)
+        self.visible_files()
+            .find(|(_, f)| f.raw_path == path)
+            .map(|(i, _)| i)
+    }
+
+    /// Whether file `i` exists and is not a padding file.
+    pub fn is_visible(&self, i: usize) -> bool {
+        self.files.get(i).is_some_and(|f| !f.pad)
     }
 
     /// The pieces overlapping bytes `offset..offset+len` of the torrent
@@ -578,6 +613,58 @@ mod tests {
         assert_eq!(info.piece_len(2), 1);
         assert_eq!(info.safe_relative_path(1), Some(PathBuf::from("d/a.bin")));
         assert_eq!(info.safe_relative_path(9), None);
+    }
+
+    #[test]
+    fn padding_files_hidden_and_v2_only_rejected() {
+        let file = |path: &[&str], len: i64, attr: Option<&str>| {
+            let mut f = vec![
+                ("length", Value::Int(len)),
+                ("path", Value::List(path.iter().map(|c| b(c)).collect())),
+            ];
+            if let Some(a) = attr {
+                f.push(("attr", b(a)));
+            }
+            dict(f)
+        };
+        let raw = encode(&dict(vec![
+            ("name", b("h")),
+            (
+                "files",
+                Value::List(vec![
+                    file(&["a.bin"], 10, None),
+                    file(&[".pad", "6"], 6, Some("p")),
+                    file(&["b.bin"], 16, Some("x")),
+                    file(&["d", "pad-like"], 1, Some("hp")),
+                ]),
+            ),
+            ("piece length", Value::Int(16)),
+            ("pieces", pieces(33, 16)),
+        ]));
+        let info = parse_info(&raw).unwrap();
+        assert_eq!(info.files.len(), 4, "librqbit's indices keep every file");
+        assert_eq!(info.total_length, 33, "the byte stream keeps the padding");
+        let pads: Vec<bool> = info.files.iter().map(|f| f.pad).collect();
+        assert_eq!(pads, [false, true, false, true]);
+        let visible: Vec<_> = info
+            .visible_files()
+            .map(|(i, f)| (i, f.path.as_str(), f.offset))
+            .collect();
+        assert_eq!(visible, [(0, "a.bin", 0), (2, "b.bin", 16)]);
+        assert_eq!(info.find_file(b".pad/6"), None);
+        assert_eq!(info.find_file(b"d/pad-like"), None);
+        assert_eq!(info.find_file(b"b.bin"), Some(2));
+        assert!(info.is_visible(2) && !info.is_visible(1) && !info.is_visible(9));
+
+        let v2_only = encode(&dict(vec![
+            ("name", b("v2")),
+            ("meta version", Value::Int(2)),
+            ("piece length", Value::Int(16384)),
+            ("file tree", dict(vec![])),
+        ]));
+        let err = parse_info(&v2_only).unwrap_err();
+        assert_eq!(err, MetaError::V2Only);
+        assert!(err.to_string().contains("v2-only"), "{err}");
     }
 
     #[test]

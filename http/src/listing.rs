@@ -77,9 +77,8 @@ pub fn negotiate(req: &HttpRequest) -> Option<Format> {
 pub fn is_dir(info: &Info, path: &[u8]) -> bool {
     !path.is_empty()
         && info
-            .files
-            .iter()
-            .any(|f| under(&f.raw_path, path).is_some())
+            .visible_files()
+            .any(|(_, f)| under(&f.raw_path, path).is_some())
 }
 
 /// The rest of `file` below directory `dir` (`""` is the root), if it is below it.
@@ -96,7 +95,7 @@ pub fn entries(info: &Info, dir: &[u8]) -> Option<Vec<Entry>> {
     let mut dirs: BTreeMap<&[u8], u64> = BTreeMap::new();
     let mut files = Vec::new();
     let mut found = dir.is_empty();
-    for f in &info.files {
+    for (_, f) in info.visible_files() {
         let Some(rest) = under(&f.raw_path, dir) else {
             continue;
         };
@@ -301,8 +300,10 @@ fn html(info: &Info, dir: &[u8], entries: &[Entry], token: Option<&str>) -> Stri
         up(depth + 3),
         info.info_hash,
         tq('&'),
-        escape_html(&human_size(info.total_length)),
-        info.files.len()
+        escape_html(&human_size(
+            info.visible_files().map(|(_, f)| f.length).sum()
+        )),
+        info.visible_files().count()
     ));
     h.push_str("<table>\n<thead><tr><th>Name</th><th>Size</th></tr></thead>\n<tbody>\n");
     for e in entries {

@@ -35,8 +35,8 @@ pub fn is_media(path: &str) -> bool {
 /// path bytes).
 pub fn media_files(info: &Info) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = info
-        .files
-        .iter()
+        .visible_files()
+        .map(|(_, f)| f)
         .filter(|f| is_media(&f.path))
         .map(|f| (f.path.clone(), f.raw_path.clone()))
         .collect();

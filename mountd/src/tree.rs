@@ -185,7 +185,7 @@ impl Table {
         }];
         let mut file_inos = vec![None; info.files.len()];
         let mut skipped = 0usize;
-        'files: for (i, f) in info.files.iter().enumerate() {
+        'files: for (i, f) in info.visible_files() {
             let comps = &f.components;
             if comps.is_empty() || !comps.iter().all(|c| usable(c)) {
                 skipped += 1;

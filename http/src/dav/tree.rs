@@ -36,7 +36,7 @@ fn usable(name: &str) -> bool {
 impl Tree {
     pub fn build(info: &Info) -> Tree {
         let mut dirs = vec![Dir::default()];
-        'files: for (i, f) in info.files.iter().enumerate() {
+        'files: for (i, f) in info.visible_files() {
             let comps = &f.components;
             if comps.is_empty() || !comps.iter().all(|c| usable(c)) {
                 continue;
@@ -97,6 +97,7 @@ mod tests {
                 raw_path: p.as_bytes().to_vec(),
                 length: 1,
                 offset: 0,
+                pad: false,
             })
             .collect();
         Info {

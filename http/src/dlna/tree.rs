@@ -83,7 +83,7 @@ impl Tree {
         let mut names: HashMap<(usize, String), Child> = HashMap::new();
         let mut file_dir = vec![None; info.files.len()];
         let mut file_media = vec![None; info.files.len()];
-        'files: for (i, f) in info.files.iter().enumerate() {
+        'files: for (i, f) in info.visible_files() {
             let comps = &f.components;
             if comps.is_empty() || !comps.iter().all(|c| usable(c)) {
                 continue;

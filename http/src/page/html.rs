@@ -253,13 +253,13 @@ cached <span id=tpct>{pct}</span> · <code>{ih}</code></p>\
 <a href=\"../playlist?ih={ih}\">playlist (m3u8)</a> · <a href=\"../data/infohash/{ih}/\">listing</a></p>",
         name = esc(&info.name),
         size = humanize_bytes(info.total_length),
-        files = info.files.len(),
+        files = info.visible_files().count(),
         n = info.num_pieces,
         pl = humanize_bytes(info.piece_length),
         pct = pct(cached, info.total_length),
         ih = v.ih,
     );
-    if let Some(i) = v.play.filter(|&i| i < info.files.len()) {
+    if let Some(i) = v.play.filter(|&i| info.is_visible(i)) {
         player(v, i, &mut b);
     }
     let _ = write!(

@@ -147,7 +147,7 @@ async fn torrent(
     let play = match q.get("play") {
         None => None,
         Some(p) => match p.parse::<usize>() {
-            Ok(i) if i < info.files.len() => Some(i),
+            Ok(i) if info.is_visible(i) => Some(i),
             _ => {
                 return text_response(
                     StatusCode::BAD_REQUEST,

@@ -111,7 +111,7 @@ fn brief(engine: &Engine, ih: &InfoHash) -> Option<Brief> {
     let b = Brief {
         name: info.name.clone(),
         size: info.total_length,
-        files: info.files.len(),
+        files: info.visible_files().count(),
         piece_length: info.piece_length,
         num_pieces: info.num_pieces,
     };
@@ -230,21 +230,11 @@ impl Dir {
     }
 }
 
-/// Whether a file is a BEP 47 padding file (never shown).
-pub fn is_padding(info: &Info, i: usize) -> bool {
-    info.files[i]
-        .components
-        .iter()
-        .any(|c| c == ".pad" || c.starts_with("_____padding_file"))
-}
-
-/// The file tree of a torrent (single-file torrents: one file at the root).
+/// The file tree of a torrent (single-file torrents: one file at the root), BEP 47 padding
+/// files left out ([`Info::visible_files`]).
 pub fn tree(info: &Info) -> Dir {
     let mut root = Dir::default();
-    for i in 0..info.files.len() {
-        if is_padding(info, i) {
-            continue;
-        }
+    for (i, _) in info.visible_files() {
         let comps = &info.files[i].components;
         let mut d = &mut root;
         if info.multi_file && comps.len() > 1 {
