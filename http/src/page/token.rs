@@ -1,6 +1,6 @@
 //! `-authToken` for browsers: a page can neither put a header on `<video src>` nor on a
 //! websocket, so after the token form (`?token=` on a page) the daemon sets it as an HttpOnly,
-//! SameSite=Strict cookie, which [`crate::auth`] accepts like the header, and redirects to the
+//! SameSite=Strict cookie, which `crate::auth` accepts like the header, and redirects to the
 //! address without the token.
 
 use actix_web::{
