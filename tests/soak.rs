@@ -188,6 +188,7 @@ fn spawn_workers(
     ctx: &Arc<Ctx>,
     seed: u64,
     sw: &common::Swarm,
+    stalled: &Arc<AtomicUsize>,
 ) -> Vec<(&'static str, thread::JoinHandle<()>)> {
     let added: Vec<api_load::Added> = ["multi", "media", "many"]
         .iter()
@@ -225,7 +226,10 @@ fn spawn_workers(
                     thread::spawn(move || api_load::churn(c, rng, a))
                 }
                 "fuse reader" => thread::spawn(move || fuse_load::readers(c, rng)),
-                _ => thread::spawn(move || stall::serve(c, rng, Arc::new(AtomicUsize::new(0)))),
+                _ => {
+                    let st = stalled.clone();
+                    thread::spawn(move || stall::serve(c, rng, st))
+                }
             };
             out.push((name, h));
         }
@@ -254,6 +258,15 @@ fn wait_quiet(port: u16, limit: Duration) -> Option<(usize, u64, u64)> {
         }
         thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The lines of the log at `path` that contain `needle`.
+fn log_lines(path: &Path, needle: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -332,7 +345,8 @@ fn soak() {
         );
         thread::spawn(move || report::sampler(c, l, d, s))
     };
-    let workers = spawn_workers(&ctx, seed, sw);
+    let stalled = Arc::new(AtomicUsize::new(0));
+    let workers = spawn_workers(&ctx, seed, sw, &stalled);
 
     let mut fatal = None;
     for e in &events {
@@ -387,12 +401,9 @@ fn soak() {
         clean_exit: rig.proc.term(),
         mounts_after: mounts_on(&mnt.0),
         tmpfs_unmounted: tmpfs.unmount(),
-        panics: std::fs::read_to_string(work.join("daemon.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("panicked"))
-            .map(str::to_owned)
-            .collect(),
+        panics: log_lines(&work.join("daemon.log"), "panicked"),
+        bad_pieces: log_lines(&work.join("daemon.log"), "did not validate").len(),
+        stalled: stalled.load(Ordering::SeqCst),
         log: work.join("daemon.log"),
     };
     let samples = samples.lock().unwrap().clone();

@@ -28,6 +28,10 @@ pub struct End {
     pub mounts_after: usize,
     pub tmpfs_unmounted: bool,
     pub panics: Vec<String>,
+    /// Pieces librqbit rejected (a bad hash: the corrupt seeder), from the log.
+    pub bad_pieces: usize,
+    /// Peer connections the stalling peer let stall.
+    pub stalled: usize,
     pub log: PathBuf,
 }
 
@@ -110,6 +114,12 @@ pub fn print(ctx: &Ctx, e: &End, samples: &[Sample]) -> Vec<String> {
             s.after_full,
             crate::ctx::SETTLE
         ),
+        "-",
+        true,
+    );
+    r.row(
+        "faults seen: bad pieces rejected / stalled peer connections",
+        format!("{} / {}", e.bad_pieces, e.stalled),
         "-",
         true,
     );
