@@ -260,6 +260,16 @@ fn wait_quiet(port: u16, limit: Duration) -> Option<(usize, u64, u64)> {
     }
 }
 
+/// Stops the workers (and the disk filler) when the soak ends, also by a panic, before the
+/// daemon, the mount and the tmpfs are taken down.
+struct StopOnDrop(Arc<Ctx>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The lines of the log at `path` that contain `needle`.
 fn log_lines(path: &Path, needle: &str) -> Vec<String> {
     let log = std::fs::read_to_string(path).unwrap_or_default();
@@ -334,6 +344,7 @@ fn soak() {
         harness_errors: Vec::new(),
     };
     rig.publish(&ctx);
+    let _stop = StopOnDrop(ctx.clone());
     let start_status = status(rig.proc.port);
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
