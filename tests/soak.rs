@@ -260,6 +260,25 @@ fn wait_quiet(port: u16, limit: Duration) -> Option<(usize, u64, u64)> {
     }
 }
 
+/// The daemon's fds once connections of dropped torrents had up to 15 s to close: polled
+/// until there are no more than at the start (cache files aside, see the table).
+fn settled_fds(pid: u32, start: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+    let others = |m: &BTreeMap<String, usize>| -> usize {
+        m.iter()
+            .filter(|(k, _)| !k.contains("/cache/pieces/"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = fds(pid);
+        if others(&now) <= others(start) || Instant::now() > until {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// Stops the workers (and the disk filler) when the soak ends, also by a panic, before the
 /// daemon, the mount and the tmpfs are taken down.
 struct StopOnDrop(Arc<Ctx>);
@@ -401,8 +420,8 @@ fn soak() {
         stuck,
         start_status,
         end_status,
-        fds_start: std::mem::take(&mut rig.fds_at_start),
-        fds_end: fds(rig.proc.pid),
+        fds_start: rig.fds_at_start.clone(),
+        fds_end: settled_fds(rig.proc.pid, &rig.fds_at_start),
         rss_after: common::vm_rss(rig.proc.pid),
         cache_end: common::dir_size(&tmpfs.0.join("data/cache")),
         data_end: common::dir_size(&tmpfs.0.join("data")),

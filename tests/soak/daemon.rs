@@ -139,12 +139,38 @@ pub fn fds(pid: u32) -> std::collections::BTreeMap<String, usize> {
     {
         let t = fs::read_link(e.path()).map_or("?".into(), |p| p.to_string_lossy().into_owned());
         let kind = match t.split_once(":[") {
+            Some(("socket", inode)) => socket(pid, inode.trim_end_matches(']')),
             Some((k, _)) if !k.starts_with("anon_inode") => k.to_string(),
             _ => t,
         };
         *out.entry(kind).or_default() += 1;
     }
     out
+}
+
+/// What socket `inode` of `pid` is: `socket tcp 127.0.0.1:80 -> 127.0.0.2:6881 01` (the
+/// kernel's state number), from `/proc/<pid>/net`.
+fn socket(pid: u32, inode: &str) -> String {
+    let addr = |h: &str| -> String {
+        let (ip, port) = h.split_once(':').unwrap_or((h, "0"));
+        let port = u16::from_str_radix(port, 16).unwrap_or(0);
+        match u32::from_str_radix(ip, 16) {
+            Ok(v) if ip.len() == 8 => {
+                format!("{}:{port}", std::net::Ipv4Addr::from(v.swap_bytes()))
+            }
+            _ => format!("[v6]:{port}"),
+        }
+    };
+    for proto in ["tcp", "tcp6", "udp", "udp6"] {
+        let table = fs::read_to_string(format!("/proc/{pid}/net/{proto}")).unwrap_or_default();
+        for l in table.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 9 && f[9] == inode {
+                return format!("socket {proto} {} -> {} {}", addr(f[1]), addr(f[2]), f[3]);
+            }
+        }
+    }
+    "socket (other)".to_string()
 }
 
 /// How many mounts sit on `dir` (a stale mount left under a new one would make this 2).
