@@ -438,6 +438,10 @@ fn soak() {
     };
     let samples = samples.lock().unwrap().clone();
     let failures = table::print(&ctx, &end, &samples);
+    if failures.is_empty() {
+        // The daemon log is kept (its path is in the table) only when the soak fails.
+        let _ = std::fs::remove_dir_all(&work);
+    }
     assert!(
         failures.is_empty(),
         "soak failed (replay: CONFLUENCE_SOAK_SEED={seed} CONFLUENCE_SOAK_MINUTES={}): {}",
