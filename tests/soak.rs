@@ -188,7 +188,7 @@ fn spawn_workers(
     ctx: &Arc<Ctx>,
     seed: u64,
     sw: &common::Swarm,
-    stalled: &Arc<AtomicUsize>,
+    stalled: &[Arc<AtomicUsize>; 2],
 ) -> Vec<(&'static str, thread::JoinHandle<()>)> {
     let added: Vec<api_load::Added> = ["multi", "media", "many"]
         .iter()
@@ -227,8 +227,8 @@ fn spawn_workers(
                 }
                 "fuse reader" => thread::spawn(move || fuse_load::readers(c, rng)),
                 _ => {
-                    let st = stalled.clone();
-                    thread::spawn(move || stall::serve(c, rng, st))
+                    let [a, st] = stalled.clone();
+                    thread::spawn(move || stall::serve(c, rng, a, st))
                 }
             };
             out.push((name, h));
@@ -375,7 +375,7 @@ fn soak() {
         );
         thread::spawn(move || report::sampler(c, l, d, s))
     };
-    let stalled = Arc::new(AtomicUsize::new(0));
+    let stalled = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
     let workers = spawn_workers(&ctx, seed, sw, &stalled);
 
     let mut fatal = None;
@@ -433,7 +433,10 @@ fn soak() {
         tmpfs_unmounted: tmpfs.unmount(),
         panics: log_lines(&work.join("daemon.log"), "panicked"),
         bad_pieces: log_lines(&work.join("daemon.log"), "did not validate").len(),
-        stalled: stalled.load(Ordering::SeqCst),
+        stalled: (
+            stalled[0].load(Ordering::SeqCst),
+            stalled[1].load(Ordering::SeqCst),
+        ),
         log: work.join("daemon.log"),
     };
     let samples = samples.lock().unwrap().clone();

@@ -21,8 +21,9 @@ pub const MIB: f64 = (1u64 << 20) as f64;
 /// directory"), and a margin for the pieces being downloaded.
 pub const WINDOW: u64 = 32 << 20;
 pub const IN_FLIGHT: u64 = 8 << 20;
-/// Samples this soon after a (re)start are not part of the warmed-up level or the slope.
-pub const WARMUP: f64 = 20.0;
+/// Samples this soon after a (re)start are not part of the warmed-up level or the slope (a
+/// fresh process grows for about a minute as the load reaches it).
+pub const WARMUP: f64 = 60.0;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {

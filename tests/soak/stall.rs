@@ -20,8 +20,8 @@ pub const ADDR: &str = "127.0.0.10:6881";
 const UPSTREAMS: [&str; 2] = ["127.0.0.2:6881", "127.0.0.3:6881"];
 const MAX_CONNS: usize = 16;
 
-/// Accepts connections until the soak stops. Returns how many it stalled.
-pub fn serve(ctx: Arc<Ctx>, mut rng: Rng, stalled: Arc<AtomicUsize>) {
+/// Accepts connections until the soak stops, counting them and those it stalled.
+pub fn serve(ctx: Arc<Ctx>, mut rng: Rng, accepted: Arc<AtomicUsize>, stalled: Arc<AtomicUsize>) {
     let l =
         TcpListener::bind(ADDR).unwrap_or_else(|e| panic!("binding the stalling peer {ADDR}: {e}"));
     l.set_nonblocking(true).unwrap();
@@ -30,7 +30,9 @@ pub fn serve(ctx: Arc<Ctx>, mut rng: Rng, stalled: Arc<AtomicUsize>) {
         match l.accept() {
             Ok((c, _)) if live.load(Ordering::SeqCst) < MAX_CONNS => {
                 let _ = c.set_nonblocking(false);
-                let limit = rng.range(70_000, 2_000_000) as usize;
+                // Past the handshake and bitfield, into the first piece or two.
+                let limit = rng.range(16_000, 300_000) as usize;
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (ctx, live, stalled) = (ctx.clone(), live.clone(), stalled.clone());
                 live.fetch_add(1, Ordering::SeqCst);
                 thread::spawn(move || {
