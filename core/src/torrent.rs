@@ -465,10 +465,18 @@ impl Torrent {
         let engine = self.engine()?;
         let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(self.ih.0));
         if let Some(h) = engine.session.get(id) {
-            // A resolver that was stopped after librqbit registered the torrent.
-            h.wait_until_initialized().await?;
-            self.adopt_metadata(&engine, &h);
-            return Ok(h);
+            if is_errored(&h) {
+                // An earlier add failed (e.g. on a full disk) and librqbit kept the torrent in
+                // its error state: every request would get that old error until the torrent
+                // idled out. Remove it and add it afresh.
+                warn!(ih = %self.ih, "an earlier add left the torrent in an error state; adding it again");
+                self.remove_from_session(None).await;
+            } else {
+                // A resolver that was stopped after librqbit registered the torrent.
+                h.wait_until_initialized().await?;
+                self.adopt_metadata(&engine, &h);
+                return Ok(h);
+            }
         }
         let opts = AddTorrentOptions {
             // librqbit's JSON persistence picks a new torrent's id as the largest stored id + 1,
