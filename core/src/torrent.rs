@@ -557,7 +557,7 @@ impl Torrent {
         match self.set_info_bytes(&meta.info_bytes) {
             Ok(_) => {
                 if let Some(m) = self.metainfo() {
-                    if let Err(e) = engine.store.save(&self.ih, &m) {
+                    if let Err(e) = engine.save_metainfo(&self.ih, &m) {
                         warn!(ih = %self.ih, "cannot store metainfo: {e}");
                     }
                 }

@@ -104,7 +104,10 @@ async fn serve(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> H
         }
         r
     };
-    let torrent = engine.acquire(target.ih, &target.trackers);
+    let torrent = match engine.acquire(target.ih, &target.trackers) {
+        Ok(t) => t,
+        Err(e) => return HttpError::from(e).into(),
+    };
     let conn = ConnFd::of(&req);
     let info = tokio::select! {
         info = torrent.wait_info() => info,
@@ -261,10 +264,7 @@ fn read_error(e: &std::io::Error) -> HttpResponse {
         .filter(|l| !l.is_empty() && *l != "Caused by:")
         .collect::<Vec<_>>()
         .join(": ");
-    let full = e.kind() == std::io::ErrorKind::StorageFull
-        || e.raw_os_error() == Some(libc::ENOSPC)
-        || text.contains("(os error 28)");
-    let status = if full {
+    let status = if confluence_core::is_storage_full(e) {
         StatusCode::INSUFFICIENT_STORAGE
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
