@@ -95,7 +95,13 @@ impl Shared {
         match self.tree_or_ref(ih) {
             Ok(tree) => reply.entry(&TTL_LONG, &self.table.dir_attr(&tree, 0), GEN),
             Err(None) => reply.error(Errno::EAGAIN),
-            Err(Some(_)) => reply.entry(&TTL_SHORT, &self.table.bare_torrent_attr(ih), GEN),
+            Err(Some(_)) => match self.table.lookup_bare_torrent(ih) {
+                Some(attr) => reply.entry(&TTL_SHORT, &attr, GEN),
+                None => {
+                    debug!(%ih, "too many infohashes without metadata looked up");
+                    reply.error(Errno::EAGAIN)
+                }
+            },
         }
     }
 
@@ -173,6 +179,11 @@ impl Shared {
             Some(Node::File(..)) => reply.error(Errno::ENOTDIR),
             None => reply.error(Errno::ENOENT),
         }
+    }
+
+    /// The kernel dropped `n` references to `ino` (see [`Table::forget`]).
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.table.forget(ino, n);
     }
 
     pub fn getattr(&self, ino: u64, reply: ReplyAttr) {
