@@ -347,11 +347,8 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Go's strconv.ParseBool, which tagflag uses for boolean flags.
 fn parse_go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {s:?} (use true or false)")),
-    }
+    confluence_core::gocompat::parse_bool(s)
+        .ok_or_else(|| format!("invalid boolean {s:?} (use true or false)"))
 }
 
 /// A byte count in go-humanize ParseBytes syntax (tagflag.Bytes), e.g.

@@ -8,6 +8,7 @@ pub mod bencode;
 mod chunk;
 mod config;
 mod engine;
+pub mod gocompat;
 mod hooked;
 pub mod ident;
 pub mod memory;

@@ -8,7 +8,7 @@ mod data;
 mod error;
 pub mod events;
 pub mod filestate;
-pub mod go_quote;
+pub use confluence_core::gocompat as go_quote;
 mod meta;
 mod query;
 pub mod range;
