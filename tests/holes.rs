@@ -408,3 +408,35 @@ fn max_pending_torrents_is_eagain_in_the_mount() {
     assert_eq!(e.raw_os_error(), Some(libc::EAGAIN), "stat {b}: {e}");
     f.daemon.assert_healthy();
 }
+
+/// A magnet add that can never resolve (its only tracker is dead) must not keep its torrent
+/// for ever: once its requests are gone and the grace period is over it is dropped, and with
+/// `-maxPendingTorrents=1` a new infohash is accepted again.
+#[test]
+fn a_stuck_magnet_add_does_not_keep_its_torrent_past_grace() {
+    let d = Daemon::start(&["-torrentGrace=1s", "-maxPendingTorrents=1"]);
+    let ih = common::random_ih();
+    let target = format!("/info?magnet={}", qenc(&dead_magnet(&ih)));
+    let r = common::try_request(d.port, "GET", &target, &[], b"", Duration::from_secs(2));
+    assert!(r.is_err(), "/info of an unresolvable magnet should wait");
+    assert!(
+        d.wait_log_count("torrent dropped", 0, Duration::from_secs(20)),
+        "the stuck torrent was never dropped: {}",
+        d.log_tail(20)
+    );
+    let other = common::random_ih();
+    let r = common::try_request(
+        d.port,
+        "GET",
+        &format!("/info?ih={other}"),
+        &[],
+        b"",
+        Duration::from_secs(1),
+    );
+    assert!(
+        r.is_err(),
+        "a new infohash should be accepted (and wait), not refused: {:?}",
+        r.map(|r| r.status)
+    );
+    d.assert_healthy();
+}

@@ -53,6 +53,8 @@ pub struct Torrent {
     trackers: Mutex<Vec<Vec<String>>>,
     /// Bumped whenever `trackers` gains an entry: a magnet add waiting on the old ones restarts.
     trackers_epoch: watch::Sender<u64>,
+    /// Bumped when the torrent leaves the session: a magnet add still resolving gives up.
+    leaving: watch::Sender<u64>,
     /// Held references (requests, open files). Changed under the engine's torrent map lock.
     pub(crate) refs: AtomicUsize,
     live: tokio::sync::Mutex<Option<Live>>,
@@ -144,6 +146,7 @@ impl Torrent {
             info: watch::channel(None).0,
             trackers: Mutex::new(Vec::new()),
             trackers_epoch: watch::channel(0).0,
+            leaving: watch::channel(0).0,
             refs: AtomicUsize::new(0),
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -361,11 +364,15 @@ impl Torrent {
             // Subscribe before looking, so a change in between is not missed.
             let mut info_rx = self.info.subscribe();
             let mut trackers_rx = self.trackers_epoch.subscribe();
+            let mut leaving_rx = self.leaving.subscribe();
             if self.info().is_some() {
                 return self.add(paused).await;
             }
             tokio::select! {
                 r = self.add(paused) => return r,
+                _ = leaving_rx.changed() => {
+                    anyhow::bail!("the torrent left before its metadata was resolved");
+                }
                 _ = info_rx.changed() => {
                     info!(ih = %self.ih, "metadata arrived while resolving: adding from it");
                 }
@@ -442,12 +449,19 @@ impl Torrent {
         Some(parked.remove(i).stream)
     }
 
-    /// Takes the torrent out of the session (its data stays in the cache).
-    pub(crate) async fn leave_session(&self) {
+    /// Takes the torrent out of the session (its data stays in the cache). A magnet add that
+    /// is still resolving (it may never: a dead tracker) gives up, so it cannot hold the torrent
+    /// for ever.
+    pub(crate) async fn leave_session(self: &Arc<Self>) {
         self.stop_resolver();
+        self.leaving.send_modify(|e| *e += 1);
         let mut guard = self.live.lock().await;
         if self.refs.load(Ordering::SeqCst) > 0 {
-            return; // Asked for again during the grace period's end.
+            // Asked for again during the grace period's end: keep resolving.
+            if self.info().is_none() {
+                self.start_resolver();
+            }
+            return;
         }
         self.parked.lock().clear();
         let live = guard.take();
