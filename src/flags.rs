@@ -128,7 +128,7 @@ pub struct Flags {
           action = ArgAction::Set, value_parser = parse_go_bool)]
     pub utp_peers: bool,
 
-    /// Use peer exchange (PEX).
+    /// Accepted for compatibility; no effect: librqbit always exchanges peers (PEX), a warning says so when false.
     #[arg(long = "pex", value_name = "BOOL", default_value = "true",
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
           action = ArgAction::Set, value_parser = parse_go_bool)]
@@ -145,12 +145,12 @@ pub struct Flags {
     pub override_trackers: bool,
 
     // Read it through `public_ip4()`, which also honours -dhtPublicIP.
-    /// Public IPv4 address (DHT node id, announces) [default: auto-detected].
+    /// Public IPv4 address; only written as a node into /upload's .torrent (librqbit cannot be told its public IP: peers and trackers report it).
     #[arg(long = "publicIp4", value_name = "IPV4")]
     pub public_ip4: Option<Ipv4Addr>,
 
     // Read it through `public_ip6()`, which also honours -dhtPublicIP.
-    /// Public IPv6 address (DHT node id, announces) [default: auto-detected].
+    /// Public IPv6 address; only written as a node into /upload's .torrent (librqbit cannot be told its public IP: peers and trackers report it).
     #[arg(long = "publicIp6", value_name = "IPV6")]
     pub public_ip6: Option<Ipv6Addr>,
 
@@ -229,6 +229,14 @@ pub struct Flags {
     #[arg(long = "logFormat", value_name = "FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// At most this many torrents wait for metadata at once; beyond it a new infohash gets 429 (HTTP) or EAGAIN (mount); 0 is no limit.
+    #[arg(long = "maxPendingTorrents", value_name = "N", default_value = "256")]
+    pub max_pending_torrents: usize,
+
+    /// At most this many metainfo files kept under -dataDir/torrents; beyond it the least recently used of torrents not in use and with no cached pieces is removed; 0 is no limit.
+    #[arg(long = "maxStoredMetainfo", value_name = "N", default_value = "10000")]
+    pub max_stored_metainfo: usize,
 }
 
 /// The environment variable `-authToken` falls back to.
@@ -404,11 +412,8 @@ pub fn default_data_dir() -> PathBuf {
 
 /// Go's strconv.ParseBool, which tagflag uses for boolean flags.
 fn parse_go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {s:?} (use true or false)")),
-    }
+    confluence_core::gocompat::parse_bool(s)
+        .ok_or_else(|| format!("invalid boolean {s:?} (use true or false)"))
 }
 
 /// A byte count in go-humanize ParseBytes syntax (tagflag.Bytes), e.g.

@@ -66,6 +66,8 @@ fn config(f: &flags::Flags) -> anyhow::Result<Config> {
     c.tcp_peers = f.tcp_peers;
     c.utp_peers = f.utp_peers;
     c.upnp_port_forwarding = f.upnp_port_forwarding;
+    c.max_pending_torrents = f.max_pending_torrents;
+    c.max_stored_metainfo = f.max_stored_metainfo;
     Ok(c)
 }
 

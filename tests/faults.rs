@@ -832,9 +832,10 @@ fn fill(path: &Path, leave: u64) {
 
 #[test]
 fn f6_disk_full_is_a_clear_error_and_the_service_recovers() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED f6_disk_full_is_a_clear_error_and_the_service_recovers: mounting a tmpfs needs root");
+    if !common::fuse::is_root(
+        "f6_disk_full_is_a_clear_error_and_the_service_recovers",
+        "mounting a tmpfs needs root",
+    ) {
         return;
     }
     let _g = serial();

@@ -2,6 +2,7 @@
 //! enforced capacity, plus the librqbit storage adapter that fills it. It outlives torrents and
 //! the process: a later request for a cached piece is served without a download.
 
+pub mod fastresume;
 mod index;
 mod membuf;
 mod spare;

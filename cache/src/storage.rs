@@ -23,10 +23,7 @@ use std::{
 };
 
 use librqbit::{
-    storage::{
-        filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactory, StorageFactoryExt,
-        TorrentStorage,
-    },
+    storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage},
     ManagedTorrentShared, TorrentMetadata,
 };
 use librqbit_core::lengths::ValidPieceIndex;
@@ -79,11 +76,9 @@ impl StorageFactory for CacheStorageFactory {
         })
     }
 
-    /// librqbit's JSON session persistence (which is what gives us fastresume bitfields) only
-    /// accepts filesystem storage; it asks through this method and nothing else does. Our pieces
-    /// are files on disk too, and the bitfield we give it is written from the cache index.
+    /// Poses as librqbit's filesystem storage, for fastresume: see [`crate::fastresume`].
     fn is_type_id(&self, type_id: TypeId) -> bool {
-        type_id == TypeId::of::<FilesystemStorageFactory>() || type_id == TypeId::of::<Self>()
+        crate::fastresume::poses_as_filesystem_storage(type_id, TypeId::of::<Self>())
     }
 
     fn clone_box(&self) -> BoxStorageFactory {

@@ -122,15 +122,9 @@ async fn udp(rest: &str, ih: &InfoHash, peer_id: &[u8; 20], port: u16) -> std::i
     }
 }
 
+/// A random transaction id / key (BEP 15).
 fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as u32
+    rand::random()
 }
 
 #[cfg(test)]

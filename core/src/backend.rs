@@ -37,19 +37,25 @@ pub(crate) enum Backend {
 
 /// Whether librqbit's have bit is set for `piece` (false when not live or unknown).
 pub(crate) fn librqbit_has(handle: &ManagedTorrentHandle, api: &librqbit::Api, piece: u32) -> bool {
+    librqbit_haves(handle, api).is_some_and(|h| h.get(piece as usize).copied().unwrap_or(false))
+}
+
+/// librqbit's have bits of every piece, from one copy of its bitfield (`None` when unknown).
+pub(crate) fn librqbit_haves(
+    handle: &ManagedTorrentHandle,
+    api: &librqbit::Api,
+) -> Option<Vec<bool>> {
     let id = librqbit::api::TorrentIdOrHash::Hash(handle.info_hash());
-    let _ = handle;
-    match api.api_dump_haves(id) {
-        Ok((bf, n)) => {
-            if piece >= n {
-                return false;
-            }
-            let raw = bf.as_raw_slice();
-            raw.get((piece / 8) as usize)
-                .is_some_and(|b| b & (0x80 >> (piece % 8)) != 0)
-        }
-        Err(_) => false,
-    }
+    let (bf, n) = api.api_dump_haves(id).ok()?;
+    let raw = bf.as_raw_slice();
+    Some(
+        (0..n)
+            .map(|p| {
+                raw.get((p / 8) as usize)
+                    .is_some_and(|b| b & (0x80 >> (p % 8)) != 0)
+            })
+            .collect(),
+    )
 }
 
 impl Backend {

@@ -30,6 +30,11 @@ pub struct Config {
     pub tcp_peers: bool,
     pub utp_peers: bool,
     pub upnp_port_forwarding: bool,
+    /// At most this many torrents wait for metadata at once (0: no limit).
+    pub max_pending_torrents: usize,
+    /// At most this many metainfo files are kept in the store (0: no limit); beyond it the
+    /// least recently used of torrents with no cached pieces are removed.
+    pub max_stored_metainfo: usize,
 }
 
 impl Config {
@@ -51,6 +56,8 @@ impl Config {
             tcp_peers: true,
             utp_peers: true,
             upnp_port_forwarding: false,
+            max_pending_torrents: 256,
+            max_stored_metainfo: 10_000,
         }
     }
 }

@@ -104,10 +104,21 @@ pub enum PostError {
     /// The body is not bencode (→ 400 `error decoding body: …`).
     #[error("error decoding body: {0}")]
     Decode(String),
+    /// The metainfo store cannot take it (full of torrents in use; → 507).
+    #[error("error storing metainfo: {0}")]
+    Store(String),
     /// The info dict is not a valid torrent (→ 400 `error putting metainfo: …`).
     #[error("error putting metainfo: {0}")]
     Info(String),
 }
+
+/// Why a torrent could not be acquired: `-maxPendingTorrents` torrents already wait for their
+/// metadata (→ 429 on HTTP, EAGAIN in the mount).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "too many torrents waiting for metadata ({0}, the -maxPendingTorrents limit); try again later"
+)]
+pub struct TooManyPending(pub usize);
 
 /// Picks the concrete listen address: the port of `:0` is chosen now, because librqbit must be
 /// told the port to announce (on loopback it would otherwise announce none).
@@ -126,8 +137,8 @@ impl Engine {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("creating data dir {}", data.display()))?;
-        let store =
-            MetaStore::open(&data.join("torrents")).context("opening the metainfo store")?;
+        let store = MetaStore::open(&data.join("torrents"), config.max_stored_metainfo)
+            .context("opening the metainfo store")?;
         let session_dir = data.join("session");
         std::fs::create_dir_all(&session_dir)?;
         // The daemon owns the torrent list: librqbit must not restore its own at start-up.
@@ -275,10 +286,16 @@ impl Engine {
     }
 
     /// A reference on the torrent `ih`, creating it (and starting to resolve its metadata) if
-    /// needed. `trackers` (from a magnet) are merged into tier 0. Must run inside the runtime.
-    pub fn acquire(&self, ih: InfoHash, trackers: &[String]) -> TorrentRef {
+    /// needed. `trackers` (from a magnet) are merged into tier 0. Refused when creating it would
+    /// make more than `-maxPendingTorrents` torrents wait for metadata.
+    pub fn acquire(&self, ih: InfoHash, trackers: &[String]) -> Result<TorrentRef, TooManyPending> {
         let _rt = self.inner.rt.enter();
         self.inner.acquire(ih, trackers)
+    }
+
+    /// Torrents in memory whose metadata is not known yet.
+    pub fn pending(&self) -> usize {
+        self.inner.pending()
     }
 
     /// The torrents in memory (live, or held by a reference), sorted.
@@ -321,7 +338,11 @@ impl Engine {
             None => None,
         };
         let _rt = self.inner.rt.enter();
-        let (tref, new_info) = self.inner.acquire_with(ih, &[], info);
+        // A POST brings its metadata (or names the one infohash of an empty info): never capped.
+        let (tref, new_info) = self
+            .inner
+            .acquire_with(ih, &[], info, false)
+            .unwrap_or_else(|_| unreachable!("uncapped acquire"));
         let mut changed = tref.merge_trackers(&m.announce_list);
         if new_info {
             if let Some(d) = m.creation_date {
@@ -332,8 +353,9 @@ impl Engine {
         }
         if changed {
             if let Some(meta) = tref.metainfo() {
-                if let Err(e) = self.inner.store.save(&ih, &meta) {
+                if let Err(e) = self.inner.save_metainfo(&ih, &meta) {
                     warn!(%ih, "cannot store metainfo: {e}");
+                    return Err(PostError::Store(e.to_string()));
                 }
             }
             // librqbit cannot add trackers to a live torrent: re-add it with them.
@@ -379,25 +401,69 @@ impl Engine {
 }
 
 impl Inner {
+    /// Stores a torrent's metainfo; beyond `-maxStoredMetainfo` the least recently used
+    /// metainfo of a torrent neither in memory nor with cached pieces makes room.
+    pub(crate) fn save_metainfo(
+        &self,
+        ih: &InfoHash,
+        m: &crate::metainfo::Metainfo,
+    ) -> std::io::Result<()> {
+        self.store.save(ih, m, |other, meta| {
+            if self.get(other).is_some() {
+                return true;
+            }
+            let Some(cache) = self.storage.cache() else {
+                return false;
+            };
+            let pieces = meta
+                .info_bytes
+                .as_ref()
+                .and_then(|b| parse_info(b).ok())
+                .map_or(0, |i| i.num_pieces);
+            cache.have_pieces(other.0, pieces).into_iter().any(|h| h)
+        })
+    }
+
     /// The torrent with this infohash, if in memory.
     pub(crate) fn get(&self, ih: &InfoHash) -> Option<Arc<Torrent>> {
         self.torrents.lock().get(ih).cloned()
     }
 
-    fn acquire(self: &Arc<Self>, ih: InfoHash, trackers: &[String]) -> TorrentRef {
-        self.acquire_with(ih, trackers, None).0
+    fn acquire(
+        self: &Arc<Self>,
+        ih: InfoHash,
+        trackers: &[String],
+    ) -> Result<TorrentRef, TooManyPending> {
+        Ok(self.acquire_with(ih, trackers, None, true)?.0)
+    }
+
+    fn pending(&self) -> usize {
+        let map = self.torrents.lock();
+        map.values().filter(|t| t.info().is_none()).count()
     }
 
     /// Like `acquire`, with metadata the caller already has (so no resolve is started).
-    /// Also says whether that metadata was new to the torrent.
+    /// Also says whether that metadata was new to the torrent. With `capped`, creating a
+    /// torrent that would wait for metadata beyond `-maxPendingTorrents` is refused.
     pub(crate) fn acquire_with(
         self: &Arc<Self>,
         ih: InfoHash,
         trackers: &[String],
         info: Option<Arc<crate::metainfo::Info>>,
-    ) -> (TorrentRef, bool) {
+        capped: bool,
+    ) -> Result<(TorrentRef, bool), TooManyPending> {
         let (t, created) = {
             let mut map = self.torrents.lock();
+            let max = self.config.max_pending_torrents;
+            if capped
+                && max > 0
+                && info.is_none()
+                && !map.contains_key(&ih)
+                && map.values().filter(|t| t.info().is_none()).count() >= max
+                && !self.store.contains(&ih)
+            {
+                return Err(TooManyPending(max));
+            }
             let mut created = false;
             let t = map
                 .entry(ih)
@@ -431,7 +497,7 @@ impl Inner {
         if t.info().is_none() {
             t.start_resolver();
         }
-        (tref, new_info)
+        Ok((tref, new_info))
     }
 
     /// A new torrent starts from its stored metainfo, if any, plus one `-implicitTracker` tier.

@@ -153,14 +153,7 @@ pub fn resolve(
     }
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
+use crate::gocompat::hex_val;
 
 /// The `btih` payload: 40 hex or 32 base32 characters. Error texts follow
 /// anacrolix `parseEncodedV1Infohash`.
@@ -288,42 +281,12 @@ fn bad_escape(s: &str) -> Option<&str> {
     s.get(i..end)
 }
 
-/// Go's `url.ParseQuery`, keeping pairs in order: pairs with `;` or bad
-/// escapes are dropped, `+` is a space. Values are bytes (may not be UTF-8).
-pub fn parse_query(q: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    q.split('&')
-        .filter(|pair| !pair.is_empty() && !pair.contains(';'))
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((query_unescape(k)?, query_unescape(v)?))
-        })
-        .collect()
-}
+/// Go's `url.ParseQuery` (see [`crate::gocompat::parse_query`]).
+pub use crate::gocompat::parse_query;
 
 /// Percent-decoding with `+` as space; `None` on a malformed escape.
 pub fn query_unescape(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        match c {
-            b'%' => {
-                let hi = hex_val(*b.get(i + 1)?)?;
-                let lo = hex_val(*b.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
+    crate::gocompat::unescape(s, true)
 }
 
 /// Go's `%#U` applied to a byte: `U+0067 'g'`, or just `U+0000` when the
@@ -337,31 +300,9 @@ fn go_byte_rune(b: u8) -> String {
     }
 }
 
-/// Approximately Go's `strconv.Quote` (`%q`): escapes quotes, backslashes and
-/// control characters; other characters are kept as is.
+/// Go's `strconv.Quote` (`%q`) of text.
 fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::gocompat::quote(s.as_bytes())
 }
 
 #[cfg(test)]

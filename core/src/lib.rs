@@ -47,6 +47,7 @@ mod catalog;
 mod chunk;
 mod config;
 mod engine;
+pub mod gocompat;
 mod hooked;
 pub mod ident;
 pub mod identity;
@@ -59,6 +60,6 @@ mod torrent;
 pub mod upload;
 
 pub use config::Config;
-pub use engine::{Engine, PieceEvent, PieceEventKind, PostError, Stats};
-pub use reader::{BodyPart, Reader, Selection, CHUNK, STREAM_WINDOW};
+pub use engine::{Engine, PieceEvent, PieceEventKind, PostError, Stats, TooManyPending};
+pub use reader::{is_storage_full, BodyPart, Reader, Selection, CHUNK, STREAM_WINDOW};
 pub use torrent::{Live, Torrent, TorrentRef};

@@ -65,9 +65,26 @@ pub struct Reader {
 }
 
 /// An I/O error with `e`'s whole chain of causes (`{:#}`: an anyhow error's `to_string` is
-/// only its outermost context, e.g. "adding the torrent to the session").
-fn other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(format!("{e:#}"))
+/// only its outermost context, e.g. "adding the torrent to the session"). Its kind is
+/// `StorageFull` when any cause is a full disk (front doors pick 507/ENOSPC by kind), else
+/// `Other`.
+fn other(e: impl Into<anyhow::Error>) -> io::Error {
+    let e: anyhow::Error = e.into();
+    let full = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(is_storage_full);
+    let kind = if full {
+        io::ErrorKind::StorageFull
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, format!("{e:#}"))
+}
+
+/// Whether an I/O error says the disk is full (by kind or errno, never by text).
+pub fn is_storage_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
 }
 
 impl Engine {
@@ -155,7 +172,7 @@ impl Reader {
         });
         let file = self
             .file_at(abs)
-            .ok_or_else(|| other("offset outside the torrent's files"))?;
+            .ok_or_else(|| other(anyhow::anyhow!("offset outside the torrent's files")))?;
         let pos = abs - self.info.files[file].offset;
         loop {
             if self.read_now(piece, in_piece, &mut buf).await? {
@@ -354,7 +371,7 @@ impl Reader {
     async fn steer(&mut self, live: &Live, abs: u64) -> io::Result<bool> {
         let file = self
             .file_at(abs)
-            .ok_or_else(|| other("offset outside the torrent's files"))?;
+            .ok_or_else(|| other(anyhow::anyhow!("offset outside the torrent's files")))?;
         let pos = abs - self.info.files[file].offset;
         let reuse = self
             .cursor
@@ -464,7 +481,9 @@ impl Engine {
                                 _ = &mut cancel => return,
                             };
                             let chunk = match chunk {
-                                Ok(c) if c.is_empty() => Err(other("unexpected end of data")),
+                                Ok(c) if c.is_empty() => {
+                                    Err(other(anyhow::anyhow!("unexpected end of data")))
+                                }
                                 other => other,
                             };
                             let failed = chunk.is_err();

@@ -5,7 +5,7 @@ use std::sync::{atomic::Ordering, Arc};
 
 use serde::Serialize;
 
-use crate::{backend::librqbit_has, engine::Engine, ident::InfoHash, torrent::Torrent};
+use crate::{backend::librqbit_haves, engine::Engine, ident::InfoHash, torrent::Torrent};
 
 /// Piece priority, numbered as anacrolix/torrent's (what `/fileState` reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -160,10 +160,12 @@ impl Engine {
                 }
             }
             None => {
-                if let Some(live) = t.live_now() {
-                    for (i, s) in states.iter_mut().enumerate() {
-                        s.complete = librqbit_has(&live.handle, &inner.api, i as u32);
-                    }
+                // One copy of librqbit's bitfield for all pieces (not one per piece).
+                let haves = t
+                    .live_now()
+                    .and_then(|live| librqbit_haves(&live.handle, &inner.api));
+                for (s, have) in states.iter_mut().zip(haves.unwrap_or_default()) {
+                    s.complete = have;
                 }
             }
         }

@@ -51,6 +51,10 @@ pub struct Torrent {
     info: watch::Sender<Option<Arc<Info>>>,
     /// Announce tiers used when the torrent is (re-)added.
     trackers: Mutex<Vec<Vec<String>>>,
+    /// Bumped whenever `trackers` gains an entry: a magnet add waiting on the old ones restarts.
+    trackers_epoch: watch::Sender<u64>,
+    /// Bumped when the torrent leaves the session: a magnet add still resolving gives up.
+    leaving: watch::Sender<u64>,
     /// Held references (requests, open files). Changed under the engine's torrent map lock.
     pub(crate) refs: AtomicUsize,
     live: tokio::sync::Mutex<Option<Live>>,
@@ -141,6 +145,8 @@ impl Torrent {
             engine,
             info: watch::channel(None).0,
             trackers: Mutex::new(Vec::new()),
+            trackers_epoch: watch::channel(0).0,
+            leaving: watch::channel(0).0,
             refs: AtomicUsize::new(0),
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -180,7 +186,11 @@ impl Torrent {
 
     /// Merges announce tiers by index (the original's rule). Returns whether anything was new.
     pub(crate) fn merge_trackers(&self, tiers: &[Vec<String>]) -> bool {
-        merge_tiers(&mut self.trackers.lock(), tiers)
+        let changed = merge_tiers(&mut self.trackers.lock(), tiers);
+        if changed {
+            self.trackers_epoch.send_modify(|e| *e += 1);
+        }
+        changed
     }
 
     /// Sets the metadata once (later calls with the same infohash are no-ops).
@@ -324,7 +334,7 @@ impl Torrent {
             }
             self.remove_from_session(guard.take()).await;
         }
-        let handle = self.add(prime.is_some()).await?;
+        let handle = self.add_superseding(prime.is_some()).await?;
         let stream = match prime {
             Some((file, pos)) => {
                 let mut stream = handle.clone().stream(file).await?;
@@ -343,6 +353,34 @@ impl Torrent {
         *guard = Some(live.clone());
         *self.added_at.lock() = std::time::Instant::now();
         Ok((live, stream))
+    }
+
+    /// `add`, except that a magnet add (metadata unknown; librqbit resolves it with no
+    /// timeout, e.g. while its only tracker is dead) is abandoned and started again as soon as
+    /// the metadata arrives (a POST) or the trackers change (a magnet naming new ones): the
+    /// caller holds the `live` lock, and every reader waits on it.
+    async fn add_superseding(&self, paused: bool) -> anyhow::Result<ManagedTorrentHandle> {
+        loop {
+            // Subscribe before looking, so a change in between is not missed.
+            let mut info_rx = self.info.subscribe();
+            let mut trackers_rx = self.trackers_epoch.subscribe();
+            let mut leaving_rx = self.leaving.subscribe();
+            if self.info().is_some() {
+                return self.add(paused).await;
+            }
+            tokio::select! {
+                r = self.add(paused) => return r,
+                _ = leaving_rx.changed() => {
+                    anyhow::bail!("the torrent left before its metadata was resolved");
+                }
+                _ = info_rx.changed() => {
+                    info!(ih = %self.ih, "metadata arrived while resolving: adding from it");
+                }
+                _ = trackers_rx.changed() => {
+                    info!(ih = %self.ih, "new trackers while resolving: resolving with them");
+                }
+            }
+        }
     }
 
     /// Whether a reader that saw no progress may re-add generation `generation` to wake
@@ -411,12 +449,19 @@ impl Torrent {
         Some(parked.remove(i).stream)
     }
 
-    /// Takes the torrent out of the session (its data stays in the cache).
-    pub(crate) async fn leave_session(&self) {
+    /// Takes the torrent out of the session (its data stays in the cache). A magnet add that
+    /// is still resolving (it may never: a dead tracker) gives up, so it cannot hold the torrent
+    /// for ever.
+    pub(crate) async fn leave_session(self: &Arc<Self>) {
         self.stop_resolver();
+        self.leaving.send_modify(|e| *e += 1);
         let mut guard = self.live.lock().await;
         if self.refs.load(Ordering::SeqCst) > 0 {
-            return; // Asked for again during the grace period's end.
+            // Asked for again during the grace period's end: keep resolving.
+            if self.info().is_none() {
+                self.start_resolver();
+            }
+            return;
         }
         self.parked.lock().clear();
         let live = guard.take();
@@ -534,7 +579,7 @@ impl Torrent {
         match self.set_info_bytes(&meta.info_bytes) {
             Ok(_) => {
                 if let Some(m) = self.metainfo() {
-                    if let Err(e) = engine.store.save(&self.ih, &m) {
+                    if let Err(e) = engine.save_metainfo(&self.ih, &m) {
                         warn!(ih = %self.ih, "cannot store metainfo: {e}");
                     }
                 }

@@ -42,11 +42,15 @@ pub const CREATED_BY: &str = "anacrolix/confluence upload";
 pub const MIN_PIECE_LENGTH: u64 = 16 * 1024;
 const TARGET_PIECE_COUNT_MAX: u64 = 2048;
 
-/// The piece length the original chooses for `total` bytes.
+/// The largest piece length chosen: one piece is buffered in memory while an upload is hashed
+/// and stored. Uploads above 32 GiB get more than 2048 pieces instead of larger ones.
+pub const MAX_PIECE_LENGTH: u64 = 16 << 20;
+
+/// The piece length the original chooses for `total` bytes, at most [`MAX_PIECE_LENGTH`].
 pub fn choose_piece_length(total: u64) -> u64 {
     let mut piece_length = MIN_PIECE_LENGTH;
     let mut pieces = total / piece_length;
-    while pieces >= TARGET_PIECE_COUNT_MAX {
+    while pieces >= TARGET_PIECE_COUNT_MAX && piece_length < MAX_PIECE_LENGTH {
         piece_length <<= 1;
         pieces >>= 1;
     }
@@ -314,6 +318,24 @@ impl Engine {
         Ok(UploadDir { path })
     }
 
+    /// With `-seed`: the uploaded torrent joins the session now and seeds what was stored (it
+    /// stays, as every torrent does with `-seed`). Without it, as the original, an upload waits
+    /// for a first request.
+    fn seed_upload(&self, ih: InfoHash, info: Arc<Info>) {
+        let inner = &self.inner;
+        let _rt = inner.rt.enter();
+        // Its metadata comes along: never a pending torrent, so never capped.
+        let Ok((tref, _)) = inner.acquire_with(ih, &[], Some(info), false) else {
+            return;
+        };
+        inner.rt.spawn(async move {
+            match tref.live().await {
+                Ok(_) => info!(ih = %tref.ih, "-seed: seeding the upload"),
+                Err(e) => warn!(ih = %tref.ih, "-seed: cannot seed the upload: {e:#}"),
+            }
+        });
+    }
+
     /// Builds the torrent of `files` (in upload order) named `name`, stores its bare metainfo,
     /// and stores its data: every piece into the piece cache as a verified piece, or with
     /// `-fileDir` the files under `DIR/<ih>/<name>/…`. Blocking (reads and writes every byte):
@@ -342,7 +364,7 @@ impl Engine {
             created_by: Some(CREATED_BY.into()),
             ..Metainfo::default()
         };
-        if let Err(e) = inner.store.save(&ih, &bare) {
+        if let Err(e) = inner.save_metainfo(&ih, &bare) {
             warn!(%ih, "upload: cannot store metainfo: {e}");
             return Err(e.into());
         }
@@ -402,6 +424,9 @@ impl Engine {
             }
         }
         info!(%ih, name, files = files.len(), total, piece_length, "upload stored");
+        if inner.config.seed {
+            self.seed_upload(ih, info.clone());
+        }
         Ok(Uploaded {
             ih,
             info,
@@ -424,6 +449,10 @@ mod tests {
         assert_eq!(choose_piece_length(2048 * 16384), 32768);
         assert_eq!(choose_piece_length(64 << 20), 64 << 10);
         assert_eq!(choose_piece_length(10 << 30), 8 << 20);
+        // The piece buffer is bounded: no 512 MiB piece for a 1 TiB upload.
+        assert_eq!(choose_piece_length(32 << 30), 16 << 20);
+        assert_eq!(choose_piece_length(1 << 40), MAX_PIECE_LENGTH);
+        assert_eq!(choose_piece_length(u64::MAX), MAX_PIECE_LENGTH);
     }
 
     #[test]

@@ -135,7 +135,10 @@ pub(crate) async fn serve(
         }
         r
     };
-    let torrent = engine.acquire(target.ih, &target.trackers);
+    let torrent = match engine.acquire(target.ih, &target.trackers) {
+        Ok(t) => t,
+        Err(e) => return HttpError::from(e).into(),
+    };
     let conn = ConnFd::of(&req);
     let info = tokio::select! {
         info = torrent.wait_info() => info,
@@ -303,10 +306,7 @@ fn read_error(e: &std::io::Error) -> HttpResponse {
         .filter(|l| !l.is_empty() && *l != "Caused by:")
         .collect::<Vec<_>>()
         .join(": ");
-    let full = e.kind() == std::io::ErrorKind::StorageFull
-        || e.raw_os_error() == Some(libc::ENOSPC)
-        || text.contains("(os error 28)");
-    let status = if full {
+    let status = if confluence_core::is_storage_full(e) {
         StatusCode::INSUFFICIENT_STORAGE
     } else {
         StatusCode::INTERNAL_SERVER_ERROR

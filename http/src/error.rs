@@ -48,6 +48,13 @@ pub fn text_response(status: StatusCode, message: &str) -> HttpResponse {
         .body(format!("{message}\n"))
 }
 
+/// `-maxPendingTorrents` reached: 429 with the reason.
+impl From<confluence_core::TooManyPending> for HttpError {
+    fn from(e: confluence_core::TooManyPending) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+    }
+}
+
 impl From<HttpError> for HttpResponse {
     fn from(e: HttpError) -> Self {
         e.error_response()

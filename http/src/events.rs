@@ -4,10 +4,14 @@
 //! As the original (golang.org/x/net/websocket): the info is awaited before any HTTP is done; a
 //! bad handshake gets the original's status and one-word reason; pings are answered; the stream
 //! ends, with close 1000, when the client closes or sends any data frame with a payload; the
-//! socket holds a torrent reference for as long as it is open; events are queued without limit
-//! so a slow client misses none.
+//! socket holds a torrent reference for as long as it is open; up to [`MAX_QUEUED`] events are
+//! queued so a slow client misses none, and a client that falls further behind (one that never
+//! reads) is closed with 1008 and the reason.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc,
+};
 
 use actix_web::{
     http::{header, StatusCode},
@@ -32,6 +36,14 @@ pub fn open_streams() -> u64 {
 /// Streams ended by the client (the original's `confluenceEventHandlerWebsocketReadClosed`).
 pub fn read_closed() -> u64 {
     READ_CLOSED.load(Ordering::Relaxed)
+}
+
+/// Piece events queued for one socket whose client does not keep up; one more closes it.
+pub const MAX_QUEUED: usize = 64 * 1024;
+
+/// The close reason of a socket whose client fell [`MAX_QUEUED`] events behind.
+fn overflow_reason() -> String {
+    format!("client too slow: more than {MAX_QUEUED} piece events queued")
 }
 
 /// The exact frame body the original sends.
@@ -119,7 +131,7 @@ pub async fn events(
     let q = Query::parse(req.query_string());
     let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
         .map_err(|e| HttpError::bad_request(e.http_message()))?;
-    let torrent = engine.acquire(ih, &trackers);
+    let torrent = engine.acquire(ih, &trackers)?;
     tokio::select! {
         _ = torrent.wait_info() => {},
         _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
@@ -137,22 +149,30 @@ pub async fn events(
     Ok(resp)
 }
 
-/// Drains the engine's broadcast into an unbounded queue of this torrent's piece indexes, so a
-/// slow websocket never makes the broadcast drop events. Ends when the queue's reader is gone.
+/// Drains the engine's broadcast into a queue of this torrent's piece indexes (at most `cap`),
+/// so a slow websocket never makes the broadcast drop events. Ends when the queue's reader is
+/// gone, or when the queue is full: then the flag is set and the queue closes.
 fn forward(
     ih: confluence_core::ident::InfoHash,
     mut rx: broadcast::Receiver<PieceEvent>,
-) -> mpsc::UnboundedReceiver<u32> {
-    let (tx, out) = mpsc::unbounded_channel();
+    cap: usize,
+) -> (mpsc::Receiver<u32>, Arc<AtomicBool>) {
+    let (tx, out) = mpsc::channel(cap);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let flag = overflow.clone();
     actix_web::rt::spawn(async move {
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Ok(e) if e.ih == ih => {
-                        if tx.send(e.piece).is_err() {
+                    Ok(e) if e.ih == ih => match tx.try_send(e.piece) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            warn!(%ih, "/events: {}; closing", overflow_reason());
+                            flag.store(true, Ordering::SeqCst);
                             return;
                         }
-                    }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    },
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         warn!(%ih, missed = n, "/events: piece events were dropped by the engine's queue");
@@ -163,7 +183,7 @@ fn forward(
             }
         }
     });
-    out
+    (out, overflow)
 }
 
 async fn run(
@@ -174,7 +194,8 @@ async fn run(
 ) {
     let ih = torrent.ih;
     OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
-    let mut pieces = forward(ih, rx);
+    let (mut pieces, overflow) = forward(ih, rx, MAX_QUEUED);
+    let mut description = None;
     // Whether the client ended the stream (close, hang-up, or a message).
     let mut by_client = true;
     let code = loop {
@@ -182,6 +203,10 @@ async fn run(
             piece = pieces.recv() => {
                 let Some(piece) = piece else {
                     by_client = false;
+                    if overflow.load(Ordering::SeqCst) {
+                        description = Some(overflow_reason());
+                        break CloseCode::Policy;
+                    }
                     break CloseCode::Normal;
                 };
                 if session.text(frame(piece)).await.is_err() {
@@ -219,12 +244,7 @@ async fn run(
         READ_CLOSED.fetch_add(1, Ordering::Relaxed);
     }
     OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
-    let _ = session
-        .close(Some(CloseReason {
-            code,
-            description: None,
-        }))
-        .await;
+    let _ = session.close(Some(CloseReason { code, description })).await;
     drop(torrent);
 }
 
@@ -240,6 +260,51 @@ fn continuation_is_empty(item: &actix_ws::Item) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(ih: confluence_core::ident::InfoHash, piece: u32) -> PieceEvent {
+        PieceEvent {
+            ih,
+            piece,
+            kind: confluence_core::PieceEventKind::Complete,
+        }
+    }
+
+    /// A reader that never reads gets at most `cap` events queued, then the queue closes with
+    /// the overflow flag set; other torrents' events do not count.
+    #[actix_web::test]
+    async fn the_queue_of_a_client_that_never_reads_is_bounded() {
+        let ih = confluence_core::ident::InfoHash([1; 20]);
+        let other = confluence_core::ident::InfoHash([2; 20]);
+        let (tx, rx) = broadcast::channel(1024);
+        let (mut pieces, overflow) = forward(ih, rx, 8);
+        for p in 0..8 {
+            tx.send(event(other, p)).unwrap();
+            tx.send(event(ih, p)).unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(
+            !overflow.load(Ordering::SeqCst),
+            "8 queued of 8 is no overflow"
+        );
+        tx.send(event(ih, 8)).unwrap();
+        // Let the forwarder meet the full queue before anything is taken out of it.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut got = Vec::new();
+        let drained = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while let Some(p) = pieces.recv().await {
+                got.push(p);
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the queue must close on overflow");
+        assert!(overflow.load(Ordering::SeqCst), "overflow flagged");
+        assert_eq!(
+            got,
+            (0..8).collect::<Vec<_>>(),
+            "what was queued is delivered"
+        );
+        assert!(overflow_reason().contains("65536"), "{}", overflow_reason());
+    }
 
     #[test]
     fn frame_is_exact() {

@@ -131,7 +131,7 @@ pub async fn file_state_route(
     let q = Query::parse(req.query_string());
     let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
         .map_err(|e| HttpError::bad_request(e.http_message()))?;
-    let torrent = engine.acquire(ih, &trackers);
+    let torrent = engine.acquire(ih, &trackers)?;
     let info = tokio::select! {
         info = torrent.wait_info() => info,
         _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),

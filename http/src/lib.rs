@@ -49,7 +49,7 @@ pub mod dlna;
 mod error;
 pub mod events;
 pub mod filestate;
-pub mod go_quote;
+pub use confluence_core::gocompat as go_quote;
 mod meta;
 pub mod page;
 mod query;

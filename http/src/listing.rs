@@ -149,7 +149,10 @@ pub async fn serve(
     format: Format,
 ) -> HttpResponse {
     let q = Query::parse(req.query_string());
-    let torrent = engine.acquire(ih, &[]);
+    let torrent = match engine.acquire(ih, &[]) {
+        Ok(t) => t,
+        Err(e) => return crate::HttpError::from(e).into(),
+    };
     if q.flag("nowait") && torrent.info().is_none() {
         return text_response(StatusCode::ACCEPTED, "info not ready");
     }

@@ -25,7 +25,7 @@ fn torrent_of(req: &HttpRequest, engine: &Engine) -> Result<(TorrentRef, Query),
     let q = Query::parse(req.query_string());
     let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
         .map_err(|e| HttpError::bad_request(e.http_message()))?;
-    Ok((engine.acquire(ih, &trackers), q))
+    Ok((engine.acquire(ih, &trackers)?, q))
 }
 
 fn not_ready() -> HttpResponse {
@@ -162,6 +162,10 @@ fn post_metainfo(engine: &Engine, body: &[u8]) -> Result<HttpResponse, HttpError
         Err(e @ PostError::Decode(_)) | Err(e @ PostError::Info(_)) => {
             Err(HttpError::bad_request(e.to_string()))
         }
+        Err(e @ PostError::Store(_)) => Err(HttpError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            e.to_string(),
+        )),
     }
 }
 

@@ -115,7 +115,10 @@ pub async fn playlist(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespon
         Ok(r) => r,
         Err(e) => return HttpError::bad_request(e.http_message()).into(),
     };
-    let torrent = engine.acquire(ih, &trackers);
+    let torrent = match engine.acquire(ih, &trackers) {
+        Ok(t) => t,
+        Err(e) => return crate::HttpError::from(e).into(),
+    };
     if q.flag("nowait") && torrent.info().is_none() {
         return text_response(StatusCode::ACCEPTED, "info not ready");
     }

@@ -8,44 +8,13 @@ pub struct Query {
     pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Percent-decodes `s` (with `+` as space when `plus` is set); `None` on a bad escape.
-pub fn unescape(s: &str, plus: bool) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let hi = (hex[0] as char).to_digit(16)?;
-                let lo = (hex[1] as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            b'+' if plus => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(out)
-}
+pub use confluence_core::gocompat::unescape;
 
 impl Query {
     pub fn parse(qs: &str) -> Self {
-        let pairs = qs
-            .split('&')
-            .filter(|p| !p.is_empty() && !p.contains(';'))
-            .filter_map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                Some((unescape(k, true)?, unescape(v, true)?))
-            })
-            .collect();
-        Self { pairs }
+        Self {
+            pairs: confluence_core::gocompat::parse_query(qs),
+        }
     }
 
     /// The first value of `key`, as bytes.
@@ -64,10 +33,9 @@ impl Query {
 
     /// Go's `strconv.ParseBool` truth (anything unparsable is false).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(
-            self.get(key).as_deref(),
-            Some("1" | "t" | "T" | "TRUE" | "true" | "True")
-        )
+        self.get(key)
+            .and_then(|v| confluence_core::gocompat::parse_bool(&v))
+            .unwrap_or(false)
     }
 }
 

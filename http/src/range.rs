@@ -330,31 +330,10 @@ impl Multipart {
     }
 }
 
-/// 60 random hex digits, like Go's `multipart.Writer` boundary.
-///
-/// There is no `rand` dependency: std's `RandomState` is keyed from OS
-/// randomness (each instance with different keys), which is plenty to keep
-/// the boundary unguessable, so entity bytes cannot be crafted to contain it.
-/// A counter and the time make successive boundaries distinct regardless.
+/// 60 random hex digits (30 bytes from the OS-seeded thread RNG), like Go's `multipart.Writer`
+/// boundary: unguessable, so entity bytes cannot be crafted to contain it.
 fn random_boundary() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mut bytes = Vec::with_capacity(32);
-    for _ in 0..4 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(count);
-        h.write_u128(nanos);
-        bytes.extend_from_slice(&h.finish().to_le_bytes());
-    }
-    let mut boundary = hex::encode(bytes);
-    boundary.truncate(60);
-    boundary
+    hex::encode(rand::random::<[u8; 30]>())
 }
 
 /// The Content-Type for a file called `name` (a display path or torrent name).

@@ -30,6 +30,10 @@ use crate::{
 /// Largest non-file field value kept in memory (Go keeps `maxMemory` = 10 MiB of values).
 const MAX_VALUE: usize = 10 << 20;
 
+/// Most parts in one form (Go's `multipart` default since 1.20, `multipartmaxparts`): each
+/// file part is a scratch file and a torrent file entry, each value an entry in memory.
+pub const MAX_PARTS: usize = 1000;
+
 fn form_error(detail: impl std::fmt::Display) -> HttpError {
     HttpError::bad_request(format!("parsing multipart form: {detail}"))
 }
@@ -107,8 +111,15 @@ async fn read_form(
     };
     let mut value_bytes = 0usize;
     let mut file_bytes = 0u64;
+    let mut parts = 0usize;
     while let Some(field) = mp.next().await {
         let mut field = field.map_err(multipart_error)?;
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(form_error(format!(
+                "multipart: message too large (more than {MAX_PARTS} parts)"
+            )));
+        }
         let Some(cd) = field.content_disposition().cloned() else {
             continue;
         };

@@ -29,6 +29,10 @@ impl Filesystem for Fs {
         self.0.lookup(req.pid(), parent.0, name, reply);
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.0.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.0.getattr(ino.0, reply);
     }

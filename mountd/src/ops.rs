@@ -33,18 +33,25 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The torrent's tree if its metadata is at hand (never waits), else a reference to wait on.
-    fn tree_or_ref(&self, ih: ident::InfoHash) -> Result<Arc<Tree>, TorrentRef> {
+    /// The torrent's tree if its metadata is at hand (never waits), else a reference to wait on
+    /// (`Err(None)`: EAGAIN, `-maxPendingTorrents` torrents already wait for metadata).
+    fn tree_or_ref(&self, ih: ident::InfoHash) -> Result<Arc<Tree>, Option<TorrentRef>> {
         if let Some(t) = self.table.tree(&ih) {
             return Ok(t);
         }
-        let tref = self.engine.acquire(ih, &[]);
+        let tref = match self.engine.acquire(ih, &[]) {
+            Ok(t) => t,
+            Err(e) => {
+                debug!(%ih, "{e}");
+                return Err(None);
+            }
+        };
         match tref.info() {
             Some(info) => {
                 let date = *tref.creation_date.lock();
                 Ok(self.table.add_tree(info, date))
             }
-            None => Err(tref),
+            None => Err(Some(tref)),
         }
     }
 
@@ -57,7 +64,8 @@ impl Shared {
     {
         match self.tree_or_ref(ih) {
             Ok(tree) => f(self, Ok(tree)),
-            Err(tref) => {
+            Err(None) => f(self, Err(Errno::EAGAIN)),
+            Err(Some(tref)) => {
                 let this = self.clone();
                 self.engine.runtime().spawn(async move {
                     debug!(%ih, "waiting for metadata");
@@ -86,7 +94,14 @@ impl Shared {
         // metadata.
         match self.tree_or_ref(ih) {
             Ok(tree) => reply.entry(&TTL_LONG, &self.table.dir_attr(&tree, 0), GEN),
-            Err(_) => reply.entry(&TTL_SHORT, &self.table.bare_torrent_attr(ih), GEN),
+            Err(None) => reply.error(Errno::EAGAIN),
+            Err(Some(_)) => match self.table.lookup_bare_torrent(ih) {
+                Some(attr) => reply.entry(&TTL_SHORT, &attr, GEN),
+                None => {
+                    debug!(%ih, "too many infohashes without metadata looked up");
+                    reply.error(Errno::EAGAIN)
+                }
+            },
         }
     }
 
@@ -164,6 +179,11 @@ impl Shared {
             Some(Node::File(..)) => reply.error(Errno::ENOTDIR),
             None => reply.error(Errno::ENOENT),
         }
+    }
+
+    /// The kernel dropped `n` references to `ino` (see [`Table::forget`]).
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.table.forget(ino, n);
     }
 
     pub fn getattr(&self, ino: u64, reply: ReplyAttr) {
@@ -259,7 +279,10 @@ impl Shared {
             return reply.error(Errno::ENOENT);
         };
         // Never waits: the reader adds the torrent to the session on its first read.
-        let tref = self.engine.acquire(ih, &[]);
+        // The tree exists, so the metadata is known: the pending cap does not apply.
+        let Ok(tref) = self.engine.acquire(ih, &[]) else {
+            return reply.error(Errno::EAGAIN);
+        };
         let reader = self
             .engine
             .reader(tref, tree.info.clone(), Selection::File(file));

@@ -2,8 +2,10 @@
 //!
 //! Inode numbers are stable: a hash of (infohash, kind, display path), so the same file gets the
 //! same number in every mount and every run (a collision, which 64 bits make unlikely, takes the
-//! next free number). The table only grows: an inode number, once handed to the kernel, stays
-//! valid for the life of the mount, so `forget` has nothing to do.
+//! next free number). Inodes of torrents with metadata stay for the life of the mount. The
+//! directory of an infohash whose metadata is unknown (any 40-hex name looked up) is counted:
+//! each lookup reply is one kernel reference, `forget` drops them, and at zero the inode goes;
+//! at most [`MAX_BARE`] such inodes exist at once (beyond: EAGAIN).
 
 use std::{
     collections::HashMap,
@@ -18,6 +20,9 @@ use parking_lot::RwLock;
 use tracing::warn;
 
 pub(crate) const ROOT: u64 = 1;
+
+/// Most inodes of infohashes without metadata that the kernel may hold at once.
+pub(crate) const MAX_BARE: usize = 4096;
 
 /// The I/O size hint reported in `st_blksize`.
 const BLKSIZE: u32 = 128 * 1024;
@@ -81,6 +86,8 @@ struct Inner {
     nodes: HashMap<u64, Node>,
     keys: HashMap<(InfoHash, u8, String), u64>,
     trees: HashMap<InfoHash, Arc<Tree>>,
+    /// Kernel references (lookup replies not yet forgotten) of metadata-less torrent inodes.
+    bare_lookups: HashMap<u64, u64>,
 }
 
 /// The inode table (see the module doc).
@@ -289,6 +296,52 @@ impl Table {
         self.attr(self.torrent_ino(ih), FileType::Directory, 0, self.started)
     }
 
+    /// The `<ih>` directory before its info is known, for a lookup reply: counts one kernel
+    /// reference. `None` when [`MAX_BARE`] such inodes are already held.
+    pub fn lookup_bare_torrent(&self, ih: InfoHash) -> Option<FileAttr> {
+        let ino = {
+            let mut g = self.inner.write();
+            let known = g.keys.get(&(ih, b't', String::new())).copied();
+            let counted = known.is_some_and(|ino| g.bare_lookups.contains_key(&ino));
+            if !counted && g.bare_lookups.len() >= MAX_BARE {
+                return None;
+            }
+            let ino = match known {
+                Some(ino) => ino,
+                None => g.alloc(ih, b't', "", Node::Torrent(ih)),
+            };
+            *g.bare_lookups.entry(ino).or_default() += 1;
+            ino
+        };
+        Some(self.attr(ino, FileType::Directory, 0, self.started))
+    }
+
+    /// The kernel dropped `n` references to `ino`: a metadata-less torrent inode with none
+    /// left goes (its number is derived again if the name is looked up later).
+    pub fn forget(&self, ino: u64, n: u64) {
+        let mut g = self.inner.write();
+        let Some(count) = g.bare_lookups.get_mut(&ino) else {
+            return;
+        };
+        *count = count.saturating_sub(n);
+        if *count > 0 {
+            return;
+        }
+        g.bare_lookups.remove(&ino);
+        if let Some(Node::Torrent(ih)) = g.nodes.get(&ino).copied() {
+            if !g.trees.contains_key(&ih) {
+                g.nodes.remove(&ino);
+                g.keys.remove(&(ih, b't', String::new()));
+            }
+        }
+    }
+
+    /// Inodes in the table (the root included).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.inner.read().nodes.len()
+    }
+
     pub fn dir_attr(&self, tree: &Tree, dir: usize) -> FileAttr {
         self.attr(tree.dirs[dir].ino, FileType::Directory, 0, tree.mtime)
     }
@@ -308,5 +361,51 @@ impl Table {
             Kind::Dir(d) => Some(self.dir_attr(tree, d)),
             Kind::File(f) => self.file_attr(tree, f),
         }
+    }
+}
+
+#[cfg(test)]
+mod bare_tests {
+    use super::*;
+
+    fn ih(n: u32) -> InfoHash {
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        InfoHash(b)
+    }
+
+    /// Names looked up once leave no inode behind once the kernel forgets them, and no more
+    /// than `MAX_BARE` are held at once.
+    #[test]
+    fn bare_torrent_inodes_are_forgotten_and_bounded() {
+        let t = Table::new();
+        let a = t.lookup_bare_torrent(ih(1)).expect("first lookup");
+        let again = t.lookup_bare_torrent(ih(1)).expect("second lookup");
+        assert_eq!(a.ino, again.ino, "one name, one inode");
+        assert_eq!(t.len(), 2);
+        t.forget(a.ino.0, 1);
+        assert!(t.node(a.ino.0).is_some(), "one reference is left");
+        t.forget(a.ino.0, 1);
+        assert!(
+            t.node(a.ino.0).is_none(),
+            "no reference left: the inode is gone"
+        );
+        assert_eq!(t.len(), 1, "only the root is left");
+
+        for n in 0..MAX_BARE as u32 {
+            assert!(t.lookup_bare_torrent(ih(100 + n)).is_some(), "lookup {n}");
+        }
+        assert!(
+            t.lookup_bare_torrent(ih(99)).is_none(),
+            "one more than MAX_BARE is refused"
+        );
+        let held = t
+            .lookup_bare_torrent(ih(100))
+            .expect("a held one may be looked up again");
+        t.forget(held.ino.0, 2);
+        assert!(
+            t.lookup_bare_torrent(ih(99)).is_some(),
+            "room again after a forget"
+        );
     }
 }

@@ -16,18 +16,40 @@ use super::{run_bounded, Daemon};
 
 pub const TRACKER: &str = "-implicitTracker=http://127.0.0.1:6969/announce";
 
-/// Whether this machine can mount; prints why not.
+/// Whether this machine can mount (root and `/dev/fuse`). When it cannot, a root-only test
+/// must not count as passed: see [`skip_or_fail`].
 pub fn can_mount(test: &str) -> bool {
     if !Path::new("/dev/fuse").exists() {
-        eprintln!("SKIPPED {test}: /dev/fuse is missing");
-        return false;
+        return skip_or_fail(test, "/dev/fuse is missing");
     }
+    is_root(test, "mounting without fusermount needs root")
+}
+
+/// Whether the tests run as root; when not, see [`skip_or_fail`] (`why` says what needs it).
+pub fn is_root(test: &str, why: &str) -> bool {
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: mounting without fusermount needs root");
-        return false;
+    let root = unsafe { libc::geteuid() } == 0;
+    root || skip_or_fail(test, why)
+}
+
+/// A root-only test that cannot run here. It fails with the reason, unless
+/// `CONFLUENCE_ALLOW_SKIP=1` lets it be skipped (loudly, `SKIPPED …` on stderr; returns
+/// false). `CONFLUENCE_REQUIRE_ROOT=1` (set by `.ci/run`) makes it fail even then.
+pub fn skip_or_fail(test: &str, why: &str) -> bool {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
+    if set("CONFLUENCE_REQUIRE_ROOT") || !set("CONFLUENCE_ALLOW_SKIP") {
+        panic!(
+            "{test} cannot run: {why}. Run the tests as root with /dev/fuse, or set \
+             CONFLUENCE_ALLOW_SKIP=1 to skip root-only tests (CONFLUENCE_REQUIRE_ROOT=1 forbids that)"
+        );
     }
-    true
+    // Straight to stderr: libtest's capture would hide an `eprintln!` of a passing test.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why} (CONFLUENCE_ALLOW_SKIP=1): this test did not run"
+    );
+    false
 }
 
 pub fn mounted(dir: &Path) -> bool {

@@ -156,7 +156,10 @@ async fn get(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> Htt
         Target::Torrent(ih, comps) if !comps.is_empty() => (ih, comps),
         _ => return collection_get(),
     };
-    let t = engine.acquire(ih, &[]);
+    let t = match engine.acquire(ih, &[]) {
+        Ok(t) => t,
+        Err(e) => return crate::HttpError::from(e).into(),
+    };
     let Some(info) = wait_info(&req, &t).await else {
         return crate::client_gone();
     };
@@ -286,7 +289,9 @@ async fn torrent_resources(
     comps: &[String],
     children: bool,
 ) -> Result<Resources, HttpResponse> {
-    let t = engine.acquire(ih, &[]);
+    let t = engine
+        .acquire(ih, &[])
+        .map_err(|e| HttpResponse::from(crate::HttpError::from(e)))?;
     let top = format!("{prefix}/{ih}/");
     if comps.is_empty() && !children && t.info().is_none() {
         let one = collection(top, ih.to_string(), torrent_time(&t));

@@ -155,7 +155,8 @@ impl Ctx<'_> {
             return Some(i.clone());
         }
         // As the mount does: a short-lived reference loads stored metainfo without peers.
-        self.engine.acquire(ih, &[]).info()
+        // Beyond -maxPendingTorrents the torrent shows as an empty folder, as one without info.
+        self.engine.acquire(ih, &[]).ok()?.info()
     }
 
     fn torrent(&self, ih: InfoHash, info: Option<Arc<Info>>) -> Obj {

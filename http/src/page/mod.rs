@@ -189,7 +189,10 @@ async fn add(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
         Ok(r) => r,
         Err(e) => return text_response(StatusCode::BAD_REQUEST, &e.http_message()),
     };
-    let torrent = engine.acquire(ih, &trackers);
+    let torrent = match engine.acquire(ih, &trackers) {
+        Ok(t) => t,
+        Err(e) => return crate::HttpError::from(e).into(),
+    };
     actix_web::rt::spawn(async move {
         let _ = tokio::time::timeout(ADD_HOLD, torrent.wait_info()).await;
         drop(torrent);

@@ -1,4 +1,4 @@
-//! Go's `strconv.Quote`, reimplemented for `Content-Disposition` values.
+//! Go's `strconv.Quote`, for `Content-Disposition` values and error messages.
 //!
 //! The original confluence wrote `filename=` + `strconv.Quote(name)`, so clients
 //! see Go's escaping: `"` and `\` backslashed, C0 controls as `\a \b \f \n \r \t
