@@ -23,6 +23,7 @@ use crate::{
     conn::ConnFd,
     error::{text_response, HttpError},
     natural,
+    page::html::esc,
     public_url::{encode_component, BaseUrl},
     query::Query,
 };
@@ -212,22 +213,6 @@ fn json(base: &BaseUrl, ih: &InfoHash, entries: &[Entry], token: Option<&str>) -
     format!("{}\n", serde_json::Value::Array(list))
 }
 
-/// Escapes text for HTML content and quoted attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `1.5 MiB` (bytes below 1 KiB as `N B`).
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -271,14 +256,14 @@ fn html(info: &Info, dir: &[u8], entries: &[Entry], token: Option<&str>) -> Stri
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Index of {}</title><style>{STYLE}</style></head>\n<body>\n<h1>Index of ",
-        escape_html(&title)
+        esc(&title)
     );
     // Breadcrumbs: the torrent's root, then each directory.
     h.push_str(&format!(
         "<a href=\"{}{}\">{}</a>/",
         up(depth),
         tq('?'),
-        escape_html(&info.name)
+        esc(&info.name)
     ));
     if !dir.is_empty() {
         let comps: Vec<&[u8]> = dir.split(|&b| b == b'/').collect();
@@ -287,7 +272,7 @@ fn html(info: &Info, dir: &[u8], entries: &[Entry], token: Option<&str>) -> Stri
                 "<a href=\"{}{}\">{}</a>/",
                 up(depth - 1 - i),
                 tq('?'),
-                escape_html(&lossy(c))
+                esc(&lossy(c))
             ));
         }
     }
@@ -303,7 +288,7 @@ fn html(info: &Info, dir: &[u8], entries: &[Entry], token: Option<&str>) -> Stri
         up(depth + 3),
         info.info_hash,
         tq('&'),
-        escape_html(&human_size(
+        esc(&human_size(
             info.visible_files().map(|(_, f)| f.length).sum()
         )),
         info.visible_files().count()
@@ -320,11 +305,11 @@ fn html(info: &Info, dir: &[u8], entries: &[Entry], token: Option<&str>) -> Stri
         };
         h.push_str(&format!(
             "<tr><td><a href=\"{}{}\">{}</a></td><td class=\"size\" title=\"{} bytes\">{}</td></tr>\n",
-            escape_html(&href),
+            esc(&href),
             tq('?'),
-            escape_html(&label),
+            esc(&label),
             e.size,
-            escape_html(&human_size(e.size))
+            esc(&human_size(e.size))
         ));
     }
     h.push_str("</tbody>\n</table>\n</body></html>\n");
