@@ -291,14 +291,6 @@ fn file_dir_file_state_reports_downloaded_pieces() {
     let _ = std::fs::remove_dir_all(&fdir);
 }
 
-/// The peer port a daemon listens on, from its start-up line (`peers on 127.0.0.1:PORT;`).
-fn peer_port(d: &Daemon) -> u16 {
-    let log = d.log();
-    let at = log.find("peers on ").expect("start-up line in the log") + "peers on ".len();
-    let addr = &log[at..at + log[at..].find(';').expect("';' after the peer address")];
-    addr.rsplit(':').next().unwrap().parse().expect("peer port")
-}
-
 /// The harness's mini tracker (answers every announce with just `peer`), stopped by PID.
 struct MiniTracker {
     child: std::process::Child,
@@ -348,7 +340,7 @@ impl Drop for MiniTracker {
 #[test]
 fn seed_shares_an_upload_at_once() {
     let up = Daemon::start(&["-seed"]);
-    let tracker = MiniTracker::start(&format!("127.0.0.1:{}", peer_port(&up)));
+    let tracker = MiniTracker::start(&format!("127.0.0.1:{}", up.peer_port()));
     let data: Vec<u8> = (0u32..300_000)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();

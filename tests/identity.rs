@@ -171,17 +171,6 @@ fn made_up_torrent(tracker: &str) -> (Vec<u8>, [u8; 20]) {
     (m, ih)
 }
 
-/// The daemon's peer address, from its start-up log line `…; peers on 127.0.0.1:N; …`.
-fn peer_port(d: &Daemon) -> u16 {
-    let log = d.log();
-    let addr = log
-        .split("peers on ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .unwrap_or_else(|| panic!("no `peers on` in the log: {log}"));
-    addr.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn peers_and_trackers_see_confluence() {
     let version: Vec<u8> = VERSION
@@ -244,7 +233,7 @@ fn peers_and_trackers_see_confluence() {
     );
 
     // A peer that connects to the daemon's peer port sees the same.
-    let mut inc = TcpStream::connect(("127.0.0.1", peer_port(&d))).unwrap();
+    let mut inc = TcpStream::connect(("127.0.0.1", d.peer_port())).unwrap();
     let saw = talk(&mut inc, &ih, true).expect("incoming connection");
     assert_eq!(saw.peer_id, a.peer_id, "handshake peer id (incoming)");
     assert_eq!(

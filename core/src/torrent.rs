@@ -518,7 +518,7 @@ impl Torrent {
                 self.remove_from_session(None).await;
             } else {
                 // A resolver that was stopped after librqbit registered the torrent.
-                h.wait_until_initialized().await?;
+                initialized(&h).await?;
                 self.adopt_metadata(&engine, &h);
                 return Ok(h);
             }
@@ -563,7 +563,7 @@ impl Torrent {
             "librqbit returned the handle of another torrent ({})",
             hex::encode(handle.info_hash().0)
         );
-        handle.wait_until_initialized().await?;
+        initialized(&handle).await?;
         self.adopt_metadata(&engine, &handle);
         Ok(handle)
     }
@@ -601,6 +601,27 @@ impl Torrent {
         }
         m
     }
+}
+
+/// librqbit's `wait_until_initialized`, with a full disk still recognisable by type: librqbit
+/// reports a failed initialization as text (`bail!("{e:?}")`), so the cause is read from the
+/// torrent's error state, whose chain keeps the I/O error (front doors answer 507 / ENOSPC).
+async fn initialized(h: &ManagedTorrentHandle) -> anyhow::Result<()> {
+    let Err(e) = h.wait_until_initialized().await else {
+        return Ok(());
+    };
+    let full = h.with_state(|s| match s {
+        librqbit::ManagedTorrentState::Error(cause) => cause
+            .chain()
+            .filter_map(|c| c.downcast_ref::<std::io::Error>())
+            .any(crate::reader::is_storage_full),
+        _ => false,
+    });
+    if full {
+        let kind = std::io::ErrorKind::StorageFull;
+        return Err(std::io::Error::new(kind, format!("{e:#}")).into());
+    }
+    Err(e)
 }
 
 fn is_errored(h: &ManagedTorrentHandle) -> bool {

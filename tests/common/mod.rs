@@ -542,6 +542,17 @@ impl Daemon {
     }
 
     /// `http://127.0.0.1:<port><target>`.
+    /// The peer port the daemon listens on, from its start-up line (`…; peers on IP:PORT; …`).
+    pub fn peer_port(&self) -> u16 {
+        let log = self.log();
+        let addr = log
+            .split("peers on ")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .unwrap_or_else(|| panic!("no `peers on` in the log: {log}"));
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     pub fn url(&self, target: &str) -> String {
         format!("http://127.0.0.1:{}{target}", self.port)
     }

@@ -1009,10 +1009,17 @@ impl Session {
                         }
                     }
                 },
-                Some(Ok((live, checked))) = futs.next(), if !futs.is_empty() => {
-                    let (addr, kind) = (checked.addr, checked.kind);
-                    if let Err(e) = live.add_incoming_peer(checked) {
-                        warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
+                // confluence patch: match every result. A pattern of `Some(Ok(..))` disabled this
+                // branch for the rest of the select! on the first failed check (tokio's rule for
+                // a branch whose pattern does not match), so the other pending checks were not
+                // polled again until the next accept: their sockets, closed by the remote, sat in
+                // CLOSE_WAIT, and their handshake timeouts never fired. The error is logged above.
+                Some(res) = futs.next(), if !futs.is_empty() => {
+                    if let Ok((live, checked)) = res {
+                        let (addr, kind) = (checked.addr, checked.kind);
+                        if let Err(e) = live.add_incoming_peer(checked) {
+                            warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
+                        }
                     }
                 },
                 else => continue,
