@@ -442,8 +442,9 @@ fn soak() {
     };
     let samples = samples.lock().unwrap().clone();
     let failures = table::print(&ctx, &end, &samples);
+    report::write_samples(&work.join("samples.csv"), &samples);
     if failures.is_empty() {
-        // The daemon log is kept (its path is in the table) only when the soak fails.
+        // The daemon log and the RSS samples (samples.csv) are kept only when the soak fails.
         let _ = std::fs::remove_dir_all(&work);
     }
     assert!(

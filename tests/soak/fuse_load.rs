@@ -4,7 +4,7 @@
 use std::{
     fs,
     io::{self, Read},
-    os::unix::fs::FileExt,
+    os::unix::{fs::FileExt, process::CommandExt},
     path::Path,
     process::{Child, Command, Stdio},
     sync::{mpsc, Arc},
@@ -210,11 +210,22 @@ fn ls(ctx: &Arc<Ctx>, t: &Target) -> Result<(), Fail> {
 /// A `cat` of a large file interrupted with SIGINT: it must end within 10 s.
 fn interrupted(ctx: &Arc<Ctx>, rng: &mut Rng, t: &Target) -> Result<(), Fail> {
     let path = ctx.mnt.join(&t.ih).join(&t.path);
-    let mut child = Command::new("cat")
-        .arg(&path)
+    let mut cmd = Command::new("cat");
+    cmd.arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    // Ctrl-C reaches a foreground `cat` with SIGINT's default action. A soak started as a
+    // background job of a non-interactive shell inherits SIGINT *ignored* (POSIX), and so would
+    // its `cat`s: they would read to the end and be counted as hung (seen on a 30-min run).
+    // SAFETY: signal() is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| Fail::Bad(format!("spawning cat: {e}")))?;
     thread::sleep(Duration::from_millis(rng.range(20, 500)));

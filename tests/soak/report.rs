@@ -99,6 +99,19 @@ pub fn warm_rss(s: &[Sample], dur: f64) -> f64 {
     median(if v.is_empty() { pick(f64::MAX) } else { v })
 }
 
+/// The samples as CSV (t, process, age, rss, cache, readers), kept beside the daemon log of a
+/// failed soak so that a memory verdict can be looked at sample by sample.
+pub fn write_samples(path: &std::path::Path, s: &[Sample]) {
+    let mut out = String::from("t,inst,age,rss,cache,readers\n");
+    for x in s {
+        out += &format!(
+            "{:.1},{},{:.1},{},{},{}\n",
+            x.t, x.inst, x.age, x.rss, x.cache, x.readers
+        );
+    }
+    let _ = std::fs::write(path, out);
+}
+
 /// RSS slope in bytes per minute over the last two thirds of the run: a least-squares slope
 /// pooled over the daemon processes (each process's own mean taken out, since a restart starts
 /// from scratch), counting only samples past each process's warm-up.
