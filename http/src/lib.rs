@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod access;
 mod auth;
 pub mod bep44;
 mod body;
