@@ -194,6 +194,9 @@ struct Plan {
     parts: Vec<BodyPart>,
     /// The body's length.
     length: u64,
+    /// How many bytes of the body come before its first data byte (a multipart's first part
+    /// head): the head waits for more than these.
+    lead: u64,
 }
 
 /// The status and headers for selection `sel` (named `name`) from the request's Range and
@@ -228,7 +231,7 @@ fn plan(
     );
     let mut head = HttpResponse::Ok();
     head.insert_header((header::ETAG, etag.clone()));
-    let (status, parts, length, ctype) = match decision {
+    let (status, parts, length, ctype, lead) = match decision {
         Decision::NotModified => {
             return Err(HttpResponse::NotModified()
                 .insert_header((header::ETAG, etag))
@@ -255,7 +258,7 @@ fn plan(
                 start: 0,
                 len: size,
             };
-            (StatusCode::OK, vec![all], size, content_type)
+            (StatusCode::OK, vec![all], size, content_type, 0)
         }
         Decision::Partial(r) => {
             head.insert_header((header::CONTENT_RANGE, range::content_range(&r, size)));
@@ -263,10 +266,17 @@ fn plan(
                 start: r.start,
                 len: r.len,
             };
-            (StatusCode::PARTIAL_CONTENT, vec![part], r.len, content_type)
+            (
+                StatusCode::PARTIAL_CONTENT,
+                vec![part],
+                r.len,
+                content_type,
+                0,
+            )
         }
         Decision::Multipart(ranges) => {
             let mp = range::Multipart::new(&ranges, &content_type, size);
+            let lead = mp.parts.first().map_or(0, |(h, _)| h.len() as u64);
             let mut parts = Vec::with_capacity(mp.parts.len() * 2 + 1);
             for (head, r) in &mp.parts {
                 parts.push(BodyPart::Literal(Bytes::from(head.clone())));
@@ -277,7 +287,7 @@ fn plan(
             }
             parts.push(BodyPart::Literal(Bytes::from(mp.closing.clone())));
             let (length, ctype) = (mp.content_length(), mp.content_type());
-            (StatusCode::PARTIAL_CONTENT, parts, length, ctype)
+            (StatusCode::PARTIAL_CONTENT, parts, length, ctype, lead)
         }
     };
     head.status(status)
@@ -290,18 +300,21 @@ fn plan(
         head,
         parts,
         length,
+        lead,
     })
 }
 
 /// Sends the planned body through `reader`, bytes flowing as pieces verify.
 ///
-/// The head goes out with the first bytes: a failure before any (a full disk, a torrent
-/// librqbit refuses) is then an error status with its reason, not a 200 that stops short.
+/// The head goes out with the first data bytes: a failure before any (a full disk, a torrent
+/// librqbit refuses) is then an error status with its reason, not a 200 or 206 that stops
+/// short. A multipart body starts with a part head that is no data, so that is held back too.
 async fn body(req: &HttpRequest, engine: &Engine, reader: Reader, plan: Plan) -> HttpResponse {
     let Plan {
         mut head,
         parts,
         length,
+        lead,
     } = plan;
     // A stream may wait for pieces: a proxy (nginx) must pass bytes on as they come.
     head.insert_header((
@@ -318,13 +331,17 @@ async fn body(req: &HttpRequest, engine: &Engine, reader: Reader, plan: Plan) ->
     let gone = ConnFd::closed(conn);
     tokio::pin!(gone);
     let mut held: Vec<std::io::Result<Bytes>> = Vec::new();
-    while held.is_empty() {
+    let mut got = 0u64;
+    while got <= lead {
         let next = tokio::select! {
             next = rx.recv() => next,
             _ = &mut gone => return HttpError::client_gone().into(),
         };
         match next {
-            Some(Ok(bytes)) => held.push(Ok(bytes)),
+            Some(Ok(bytes)) => {
+                got += bytes.len() as u64;
+                held.push(Ok(bytes));
+            }
             Some(Err(e)) => return read_error(&e),
             // The stream was cancelled: the client left.
             None => return HttpError::client_gone().into(),
