@@ -181,7 +181,7 @@ pub(crate) async fn serve(
             let reader = engine.reader(torrent, info, sel);
             body(&req, &engine, reader, plan).await
         }
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     };
     target.dress(resp)
 }
@@ -207,7 +207,7 @@ fn plan(
     info: &Info,
     sel: Selection,
     name: &str,
-) -> Result<Plan, HttpResponse> {
+) -> Result<Plan, Box<HttpResponse>> {
     let (size, etag) = match sel {
         Selection::File(i) => (info.files[i].length, format!("\"{ih}-{i}\"")),
         Selection::All => (info.total_length, format!("\"{ih}\"")),
@@ -233,15 +233,14 @@ fn plan(
     head.insert_header((header::ETAG, etag.clone()));
     let (status, parts, length, ctype, lead) = match decision {
         Decision::NotModified => {
-            return Err(HttpResponse::NotModified()
+            let r = HttpResponse::NotModified()
                 .insert_header((header::ETAG, etag))
-                .finish())
+                .finish();
+            return Err(Box::new(r));
         }
         Decision::PreconditionFailed => {
-            return Err(text_response(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition failed",
-            ))
+            let r = text_response(StatusCode::PRECONDITION_FAILED, "precondition failed");
+            return Err(Box::new(r));
         }
         Decision::Unsatisfiable {
             content_range,
@@ -251,7 +250,7 @@ fn plan(
             if let Some(cr) = content_range.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
                 r.headers_mut().insert(header::CONTENT_RANGE, cr);
             }
-            return Err(r);
+            return Err(Box::new(r));
         }
         Decision::Full => {
             let all = BodyPart::Range {
