@@ -3,6 +3,10 @@
 //! every later request got that old error (507) until the torrent idled out for
 //! `-torrentGrace`; a client that kept retrying never saw it recover. Now the next request
 //! removes the failed torrent and adds it again.
+//!
+//! Also here, issue 17: a multi-range request failing on a full disk before any data got a 206
+//! that stopped short (the multipart part head went out as if it were data) instead of the 507
+//! a single range gets.
 
 mod common;
 
@@ -18,6 +22,29 @@ use std::{
 use common::{assert_bytes_eq, run_bounded, serial, swarm, temp_dir, Daemon};
 
 struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// A 16 MiB tmpfs on a fresh directory (this mounts: the caller checked for root).
+    fn mount(name: &str) -> Tmpfs {
+        let dir = temp_dir(name);
+        let (st, _, err) = run_bounded(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
+                .arg(&dir),
+            Duration::from_secs(10),
+        );
+        assert!(st.is_some_and(|s| s.success()), "mount tmpfs: {err}");
+        Tmpfs(dir)
+    }
+}
+
+/// Panics unless the test runs as root (it mounts a tmpfs).
+fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test mounts a tmpfs: it needs root");
+    }
+}
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
@@ -42,24 +69,13 @@ fn fill(path: &Path) {
 
 #[test]
 fn a_torrent_whose_add_failed_on_a_full_disk_is_added_again_once_space_returns() {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!("this test mounts a tmpfs: it needs root");
-    }
+    require_root();
     let _g = serial();
     let s = swarm();
     let ih = s.ih("multi");
     let t = s.torrent("multi");
     let want = s.file_payload(&t, "dir/a.bin");
-    let dir = temp_dir("fulladd");
-    let (st, _, err) = run_bounded(
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
-            .arg(&dir),
-        Duration::from_secs(10),
-    );
-    assert!(st.is_some_and(|s| s.success()), "mount tmpfs: {err}");
-    let fs_ = Tmpfs(dir);
+    let fs_ = Tmpfs::mount("fulladd");
     // A long grace: the failed torrent must not get a chance to idle out between requests.
     let d = Daemon::start_in(
         &fs_.0.join("data"),
@@ -91,4 +107,41 @@ fn a_torrent_whose_add_failed_on_a_full_disk_is_added_again_once_space_returns()
     }
     d.assert_healthy();
     let _ = last;
+}
+
+/// A request for two ranges whose first read fails on a full disk gets the 507 and the reason a
+/// single range gets, not a 206 whose body stops after the first part's head.
+#[test]
+fn a_multi_range_request_failing_on_a_full_disk_is_a_507() {
+    require_root();
+    let _g = serial();
+    let s = swarm();
+    let ih = s.ih("multi");
+    let fs_ = Tmpfs::mount("fullranges");
+    let d = Daemon::start_in(
+        &fs_.0.join("data"),
+        &["-torrentGrace=60s", common::fuse::TRACKER],
+    );
+    d.post_metainfo(&s.torrent_bytes("multi"), &ih);
+    fill(&fs_.0.join("filler"));
+    let target = format!("/data?ih={ih}&path=dir%2Fa.bin");
+    for range in ["bytes=0-9", "bytes=0-9,100-109"] {
+        let r = common::try_request(
+            d.port,
+            "GET",
+            &target,
+            &[("Range", range)],
+            b"",
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{range} on a full disk: no whole answer: {e}"));
+        assert_eq!(r.status, 507, "{range} on a full disk: {}", r.text());
+        common::assert_one_line(&r, range);
+        assert!(
+            r.text().starts_with("error reading data: "),
+            "{range}: reason {:?}",
+            r.text()
+        );
+    }
+    d.assert_healthy();
 }

@@ -23,6 +23,12 @@ impl HttpError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
+    /// The client went away while its request waited: the 499 the original's logs show, with
+    /// no body (nobody receives it).
+    pub fn client_gone() -> Self {
+        let status = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(status, "")
+    }
 }
 
 impl std::fmt::Display for HttpError {
@@ -36,6 +42,9 @@ impl ResponseError for HttpError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
+        if self.message.is_empty() {
+            return HttpResponse::build(self.status).finish();
+        }
         text_response(self.status, &self.message)
     }
 }

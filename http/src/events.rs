@@ -18,12 +18,12 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 use actix_ws::{CloseCode, CloseReason, Message};
-use confluence_core::{ident, Engine, PieceEvent, TorrentRef};
+use confluence_core::{Engine, PieceEvent, TorrentRef};
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, warn};
 
-use crate::{conn::ConnFd, error::HttpError, query::Query};
+use crate::{error::HttpError, resolve::Resolved};
 
 static OPEN_STREAMS: AtomicU64 = AtomicU64::new(0);
 static READ_CLOSED: AtomicU64 = AtomicU64::new(0);
@@ -123,19 +123,12 @@ fn check_handshake(req: &HttpRequest) -> Result<Option<String>, Refusal> {
 }
 
 /// `GET /events?ih=…|magnet=…` (see the module doc).
-pub async fn events(
+pub(crate) async fn events(
     req: HttpRequest,
     body: web::Payload,
     engine: web::Data<Engine>,
+    Resolved { torrent, .. }: Resolved,
 ) -> Result<HttpResponse, HttpError> {
-    let q = Query::parse(req.query_string());
-    let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
-        .map_err(|e| HttpError::bad_request(e.http_message()))?;
-    let torrent = engine.acquire(ih, &trackers)?;
-    tokio::select! {
-        _ = torrent.wait_info() => {},
-        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
-    }
     let protocol = match check_handshake(&req) {
         Ok(p) => p,
         Err(r) => return Ok(r.response()),

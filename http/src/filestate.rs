@@ -14,14 +14,13 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 use confluence_core::{
-    ident,
     metainfo::Info,
     status::{PieceState, Priority},
     Engine,
 };
 use serde::Serialize;
 
-use crate::{conn::ConnFd, error::HttpError, query::Query};
+use crate::{error::HttpError, resolve::Resolved};
 
 /// One element of the answer; field names and order are the original's.
 #[derive(Serialize, Debug, PartialEq, Eq)]
@@ -124,19 +123,17 @@ fn respond(
 }
 
 /// `/fileState?ih=…|magnet=…&path=P` (any method, as the original).
-pub async fn file_state_route(
+pub(crate) async fn file_state_route(
     req: HttpRequest,
     engine: web::Data<Engine>,
+    resolved: Resolved,
 ) -> Result<HttpResponse, HttpError> {
-    let q = Query::parse(req.query_string());
-    let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
-        .map_err(|e| HttpError::bad_request(e.http_message()))?;
-    let torrent = engine.acquire(ih, &trackers)?;
-    let info = tokio::select! {
-        info = torrent.wait_info() => info,
-        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
-    };
-    let path = q.bytes("path").unwrap_or_default();
+    let Resolved {
+        torrent,
+        info,
+        query,
+    } = resolved;
+    let path = query.bytes("path").unwrap_or_default();
     let Some(file) = info.find_file(path) else {
         let mut r = respond(
             &req,

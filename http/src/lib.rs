@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod access;
 mod auth;
 pub mod bep44;
 mod body;
@@ -54,6 +55,7 @@ mod meta;
 pub mod page;
 mod query;
 pub mod range;
+mod resolve;
 pub mod status;
 mod upload;
 
@@ -95,11 +97,6 @@ pub struct Options {
     pub node_name: String,
     /// `-clusterPeers`: this node's place among the daemons behind nginx.
     pub cluster: Option<std::sync::Arc<cluster::Cluster>>,
-}
-
-/// The status the original writes when a client goes away mid-wait (nobody receives it).
-pub(crate) fn client_gone() -> HttpResponse {
-    HttpResponse::build(StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)).finish()
 }
 
 /// Largest accepted request body (`POST /metainfo`): metainfo of very large torrents is a few
@@ -185,6 +182,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, opts: &Options) {
         .route("/data", web::to(data::query_form))
         .route("/data/infohash/{rest:.*}", web::to(data_path_form))
         .route("/info", web::to(meta::info))
+        .route("/metainfo", web::post().to(meta::post))
         .route("/metainfo", web::to(meta::metainfo))
         .route("/health", web::to(meta::health))
         .route("/events", web::to(events::events))

@@ -13,19 +13,15 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{
-    http::{header, StatusCode},
-    web, HttpRequest, HttpResponse,
-};
-use confluence_core::{ident::InfoHash, metainfo::Info, Engine};
+use actix_web::{http::header, HttpRequest, HttpResponse};
+use confluence_core::{ident::InfoHash, metainfo::Info};
 
 use crate::{
-    conn::ConnFd,
-    error::{text_response, HttpError},
+    error::HttpError,
     natural,
     page::html::esc,
     public_url::{encode_component, BaseUrl},
-    query::Query,
+    resolve::Resolved,
 };
 
 /// What a listing is answered as.
@@ -140,35 +136,23 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Answers the listing of `dir` of torrent `ih` (after waiting for its metadata; `nowait=1`
-/// answers `202 info not ready` instead).
-pub async fn serve(
-    req: HttpRequest,
-    engine: web::Data<Engine>,
-    ih: InfoHash,
-    dir: Vec<u8>,
+/// Answers the listing of `dir` of a resolved torrent (`data.rs` resolves it, honouring
+/// `nowait=1`, and routes here).
+pub(crate) fn answer(
+    req: &HttpRequest,
+    resolved: &Resolved,
+    dir: &[u8],
     format: Format,
 ) -> HttpResponse {
-    let q = Query::parse(req.query_string());
-    let torrent = match engine.acquire(ih, &[]) {
-        Ok(t) => t,
-        Err(e) => return crate::HttpError::from(e).into(),
-    };
-    if q.flag("nowait") && torrent.info().is_none() {
-        return text_response(StatusCode::ACCEPTED, "info not ready");
-    }
-    let info = tokio::select! {
-        info = torrent.wait_info() => info,
-        _ = ConnFd::closed(ConnFd::of(&req)) => return crate::client_gone(),
-    };
-    let Some(entries) = entries(&info, &dir) else {
+    let info = &resolved.info;
+    let Some(entries) = entries(info, dir) else {
         return HttpError::not_found("file not found").into();
     };
-    let token = q.bytes("token").map(encode_component);
+    let token = resolved.query.bytes("token").map(encode_component);
     let mut resp = match format {
         Format::Json => {
-            let base = BaseUrl::of(&req);
-            let body = json(&base, &ih, &entries, token.as_deref());
+            let base = BaseUrl::of(req);
+            let body = json(&base, &info.info_hash, &entries, token.as_deref());
             HttpResponse::Ok()
                 .insert_header((header::CONTENT_TYPE, "application/json"))
                 .body(body)
@@ -180,7 +164,7 @@ pub async fn serve(
                 "Content-Security-Policy",
                 "default-src 'none'; style-src 'unsafe-inline'",
             ))
-            .body(html(&info, &dir, &entries, token.as_deref())),
+            .body(html(info, dir, &entries, token.as_deref())),
     };
     resp.headers_mut()
         .append(header::VARY, header::HeaderValue::from_static("Accept"));

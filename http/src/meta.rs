@@ -1,75 +1,57 @@
 //! `/info`, `/metainfo` (GET and POST) and `/health`.
 
 use actix_web::{
-    http::{header, Method, StatusCode},
+    http::{header, StatusCode},
     web, HttpRequest, HttpResponse,
 };
 use confluence_core::{
     ident,
     metainfo::{build_torrent, to_json},
-    Engine, PostError, TorrentRef,
+    Engine, PostError,
 };
 
 use futures::StreamExt;
 
 use crate::{
     body::{declared_length, timeout_error, Idle},
-    conn::ConnFd,
     error::{text_response, HttpError},
-    query::Query,
+    resolve::ResolvedNowait,
     MAX_BODY,
 };
 
-/// Resolves `ih=`/`magnet=` and takes a reference on the torrent.
-fn torrent_of(req: &HttpRequest, engine: &Engine) -> Result<(TorrentRef, Query), HttpError> {
-    let q = Query::parse(req.query_string());
-    let (ih, trackers) = ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref())
-        .map_err(|e| HttpError::bad_request(e.http_message()))?;
-    Ok((engine.acquire(ih, &trackers)?, q))
-}
-
-fn not_ready() -> HttpResponse {
-    text_response(StatusCode::ACCEPTED, "info not ready")
-}
-
 /// `GET /info`: the raw bencoded info dict (its SHA-1 is the infohash).
-pub async fn info(req: HttpRequest, engine: web::Data<Engine>) -> Result<HttpResponse, HttpError> {
-    let (t, q) = torrent_of(&req, &engine)?;
-    if q.flag("nowait") && t.info().is_none() {
-        return Ok(not_ready());
-    }
-    let info = tokio::select! {
-        info = t.wait_info() => info,
-        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
-    };
-    Ok(HttpResponse::Ok()
+pub async fn info(ResolvedNowait(r): ResolvedNowait) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
-        .body(info.info_bytes.clone()))
+        .body(r.info.info_bytes.clone())
 }
 
-/// `/metainfo`: POST stores a metainfo; every other method returns one.
-pub async fn metainfo(
+/// `POST /metainfo`: stores a metainfo (the route's other methods are [`metainfo`]).
+pub async fn post(
     req: HttpRequest,
     payload: web::Payload,
     engine: web::Data<Engine>,
     opts: web::Data<crate::Options>,
 ) -> Result<HttpResponse, HttpError> {
-    if req.method() == Method::POST {
-        let body = read_body(&req, payload).await?;
-        if let Some(forwarded) = forward_post(&req, &opts, &body).await {
-            return forwarded;
-        }
-        return post_metainfo(&engine, &body);
+    let body = read_body(&req, payload).await?;
+    if let Some(forwarded) = forward_post(&req, &opts, &body).await {
+        return forwarded;
     }
-    let (t, q) = torrent_of(&req, &engine)?;
-    if q.flag("nowait") && t.info().is_none() {
-        return Ok(not_ready());
-    }
-    tokio::select! {
-        _ = t.wait_info() => {},
-        _ = ConnFd::closed(ConnFd::of(&req)) => return Ok(crate::client_gone()),
-    }
-    let mut m = t.metainfo().expect("info is known");
+    post_metainfo(&engine, &body)
+}
+
+/// `/metainfo` by any method but POST: the torrent's metainfo, as a `.torrent` or (with
+/// `Accept: application/json`) as JSON.
+pub async fn metainfo(
+    req: HttpRequest,
+    ResolvedNowait(r): ResolvedNowait,
+) -> Result<HttpResponse, HttpError> {
+    let mut m = r.torrent.metainfo().ok_or_else(|| {
+        HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metainfo missing although the info is known",
+        )
+    })?;
     m.creation_date = Some(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -11,15 +11,16 @@ use actix_web::{
     http::{header, StatusCode},
     web, HttpRequest, HttpResponse,
 };
-use confluence_core::{ident, metainfo::Info, Engine};
+use confluence_core::{metainfo::Info, Engine};
 
 use crate::{
-    conn::ConnFd,
     error::{text_response, HttpError},
     natural,
     public_url::{encode_component, BaseUrl},
     query::Query,
-    range, Options,
+    range,
+    resolve::{Named, Nowait, Resolved},
+    Options,
 };
 
 /// The playlist's media type.
@@ -99,7 +100,10 @@ fn answer(body: String, name: &str) -> HttpResponse {
 }
 
 /// The route (any method, as every route of the original).
-pub async fn playlist(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
+pub async fn playlist(
+    req: HttpRequest,
+    engine: web::Data<Engine>,
+) -> Result<HttpResponse, HttpError> {
     let q = Query::parse(req.query_string());
     let base = BaseUrl::of(&req);
     let token = req
@@ -109,26 +113,13 @@ pub async fn playlist(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespon
             format!("?token={}", encode_component(t.as_bytes()))
         });
     if q.bytes("ih").is_none() && q.bytes("magnet").is_none() {
-        return all(engine, base, token).await;
+        return Ok(all(engine, base, token).await);
     }
-    let (ih, trackers) = match ident::resolve(q.get("magnet").as_deref(), q.get("ih").as_deref()) {
-        Ok(r) => r,
-        Err(e) => return HttpError::bad_request(e.http_message()).into(),
-    };
-    let torrent = match engine.acquire(ih, &trackers) {
-        Ok(t) => t,
-        Err(e) => return crate::HttpError::from(e).into(),
-    };
-    if q.flag("nowait") && torrent.info().is_none() {
-        return text_response(StatusCode::ACCEPTED, "info not ready");
-    }
-    let info = tokio::select! {
-        info = torrent.wait_info() => info,
-        _ = ConnFd::closed(ConnFd::of(&req)) => return crate::client_gone(),
-    };
+    let named = Named::from_query(&q)?;
+    let info = Resolved::new(&req, named, Nowait::Honour).await?.info;
     let mut body = String::from("#EXTM3U\n");
     push_torrent(&mut body, &base, &info, &token, false);
-    answer(body, &info.name)
+    Ok(answer(body, &info.name))
 }
 
 /// Every known torrent with metadata, in natural order of their names.

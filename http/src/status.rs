@@ -366,7 +366,7 @@ pub async fn debug(
             let st = engine.status();
             let c = st.cache.as_ref();
             let vars = serde_json::json!({
-                "cmdline": crate::auth::redacted_args(std::env::args()),
+                "cmdline": crate::access::redacted_args(std::env::args()),
                 "debugOnMain": opts.debug_on_main,
                 "numTorrents": st.torrents.len(),
                 "openReaders": st.open_readers,

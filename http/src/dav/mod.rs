@@ -24,11 +24,11 @@ use self::{
     xml::{FileProps, Resource},
 };
 use crate::{
-    conn::ConnFd,
     data,
     error::{text_response, HttpError},
     query::unescape,
     range,
+    resolve::{self, Named, Nowait, Resolved},
 };
 
 /// Where the share is routed.
@@ -141,43 +141,28 @@ fn torrent_time(t: &TorrentRef) -> SystemTime {
     }
 }
 
-/// Waits for the torrent's info, or for the client to leave (`None`).
-async fn wait_info(req: &HttpRequest, t: &TorrentRef) -> Option<std::sync::Arc<Info>> {
-    let conn = ConnFd::of(req);
-    tokio::select! {
-        info = t.wait_info() => Some(info),
-        _ = ConnFd::closed(conn) => None,
-    }
-}
-
 /// GET/HEAD: a file goes through `/data`'s path; a collection has no body to give.
 async fn get(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> HttpResponse {
     let (ih, comps) = match target {
         Target::Torrent(ih, comps) if !comps.is_empty() => (ih, comps),
         _ => return collection_get(),
     };
-    let t = match engine.acquire(ih, &[]) {
-        Ok(t) => t,
-        Err(e) => return crate::HttpError::from(e).into(),
+    let resolved = match Resolved::new(&req, Named::bare(ih), Nowait::Ignore).await {
+        Ok(r) => r,
+        Err(e) => return e.into(),
     };
-    let Some(info) = wait_info(&req, &t).await else {
-        return crate::client_gone();
-    };
-    let file = match Tree::build(&info).resolve(&comps) {
+    let file = match Tree::build(&resolved.info).resolve(&comps) {
         Some(Kind::File(f)) => f,
         Some(Kind::Dir(_)) => return collection_get(),
         None => return not_found("file not found"),
     };
-    let modified = xml::http_date(torrent_time(&t));
+    let modified = xml::http_date(torrent_time(&resolved.torrent));
     let target = data::Target {
-        ih,
-        trackers: Vec::new(),
-        path: Some(info.files[file].raw_path.clone()),
+        path: Some(resolved.info.files[file].raw_path.clone()),
         disposition: None,
         path_form: false,
     };
-    let mut resp = data::serve(req, engine, target).await;
-    drop(t);
+    let mut resp = data::serve(req, engine, resolved, target).await;
     if let Ok(v) = header::HeaderValue::from_str(&modified) {
         resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
@@ -289,15 +274,15 @@ async fn torrent_resources(
     comps: &[String],
     children: bool,
 ) -> Result<Resources, HttpResponse> {
-    let t = engine
-        .acquire(ih, &[])
-        .map_err(|e| HttpResponse::from(crate::HttpError::from(e)))?;
+    let t = resolve::acquire(engine, &Named::bare(ih)).map_err(HttpResponse::from)?;
     let top = format!("{prefix}/{ih}/");
     if comps.is_empty() && !children && t.info().is_none() {
         let one = collection(top, ih.to_string(), torrent_time(&t));
         return Ok(Box::new(std::iter::once(one)));
     }
-    let info = wait_info(req, &t).await.ok_or_else(crate::client_gone)?;
+    let info = resolve::wait_info(req, &t)
+        .await
+        .map_err(HttpResponse::from)?;
     let modified = torrent_time(&t);
     let tree = Tree::build(&info);
     let node = tree.resolve(comps).ok_or_else(|| not_found("not found"))?;

@@ -1,6 +1,6 @@
 //! `-authToken` for browsers: a page can neither put a header on `<video src>` nor on a
 //! websocket, so after the token form (`?token=` on a page) the daemon sets it as an HttpOnly,
-//! SameSite=Strict cookie, which `crate::auth` accepts like the header, and redirects to the
+//! SameSite=Strict cookie, which the token check (`crate::auth`) accepts like the header, and redirects to the
 //! address without the token.
 
 use actix_web::{
@@ -11,7 +11,7 @@ use actix_web::{
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::{html, html_response, is_page};
-use crate::{auth::constant_time_eq, query::Query};
+use crate::{access::constant_time_eq, query::Query};
 
 /// The cookie's name.
 pub const COOKIE: &str = "confluence_token";
