@@ -373,20 +373,18 @@ mod bare_tests {
 mod tree_tests {
     use super::*;
 
-    /// A multi-file info dict with files of length 1 at `paths` (components split on `/`).
-    fn info(paths: &[&str]) -> Arc<Info> {
-        let mut b = b"d5:filesl".to_vec();
-        for p in paths {
-            b.extend_from_slice(b"d6:lengthi1e4:pathl");
-            for c in p.split('/') {
-                b.extend_from_slice(format!("{}:{c}", c.len()).as_bytes());
-            }
-            b.extend_from_slice(b"ee");
-        }
-        b.extend_from_slice(b"e4:name1:t12:piece lengthi16384e6:pieces20:");
-        b.extend_from_slice(&[7; 20]);
-        b.push(b'e');
-        Arc::new(confluence_core::metainfo::parse_info(&b).expect("valid info"))
+    /// Files of length 1: `a/b.txt`, `a/c/d`, `e`, and `a/b.txt` again.
+    fn info() -> Arc<Info> {
+        let files = [
+            "d6:lengthi1e4:pathl1:a5:b.txtee",
+            "d6:lengthi1e4:pathl1:a1:c1:dee",
+            "d6:lengthi1e4:pathl1:eee",
+            "d6:lengthi1e4:pathl1:a5:b.txtee",
+        ]
+        .concat();
+        let pieces = "01234567890123456789";
+        let b = format!("d5:filesl{files}e4:name1:t12:piece lengthi16384e6:pieces20:{pieces}e");
+        Arc::new(confluence_core::metainfo::parse_info(b.as_bytes()).expect("valid info"))
     }
 
     /// Inode numbers come from (infohash, kind, display path), so they are the same in every
@@ -394,7 +392,7 @@ mod tree_tests {
     #[test]
     fn inodes_are_derived_from_paths() {
         let t = Table::new();
-        let tree = t.add_tree(info(&["a/b.txt", "a/c/d", "e", "a/b.txt"]), Some(0));
+        let tree = t.add_tree(info(), Some(0));
         let ih = tree.info().info_hash;
         let derived = |kind: u8, path: &str| fnv1a(&[&ih.0, &[kind], path.as_bytes()]) >> 1;
         let kind = |path: &[&str]| tree.files.resolve(path).expect("in the tree");
