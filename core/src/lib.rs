@@ -57,6 +57,7 @@ mod reader;
 pub mod status;
 mod store;
 mod torrent;
+pub mod tree;
 pub mod upload;
 
 pub use config::Config;

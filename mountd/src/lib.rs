@@ -5,7 +5,7 @@
 //!   for blocked readers.
 //! - `fs`: the `fuser::Filesystem`, handing each operation to `ops`.
 //! - `ops`: what the operations do (answered from the engine's runtime when they must wait).
-//! - `tree`: inode numbers and each torrent's directory tree.
+//! - `tree`: inode numbers, over each torrent's directory tree (`confluence_core::tree`).
 //! - `files`: open files (one core `Reader` each) and root listings.
 //! - `wait`: waits that end when the caller is signalled or the mount shuts down.
 

@@ -4,7 +4,7 @@
 
 use std::{ffi::OsStr, sync::Arc, time::Duration};
 
-use confluence_core::{ident, Engine, Selection, TorrentRef};
+use confluence_core::{ident, tree::Kind, Engine, Selection, TorrentRef};
 use fuser::{
     Errno, FileHandle, FileType, FopenFlags, Generation, INodeNo, OpenAccMode, OpenFlags,
     ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
@@ -13,7 +13,7 @@ use tracing::debug;
 
 use crate::{
     files::{read_full, Handles},
-    tree::{Kind, Node, Table, Tree, ROOT},
+    tree::{Node, Table, Tree, ROOT},
     wait::{interruptible, Stop},
 };
 
@@ -140,19 +140,19 @@ impl Shared {
                 Ok(t) => t,
                 Err(e) => return reply.error(e),
             };
-            let Some(d) = tree.dirs.get(dir) else {
+            let Some(d) = tree.files.dir(dir) else {
                 return reply.error(Errno::ENOENT);
             };
             let dots = [
-                (d.ino, FileType::Directory, OsStr::new(".")),
-                (d.parent, FileType::Directory, OsStr::new("..")),
+                (tree.dir_ino(dir), FileType::Directory, OsStr::new(".")),
+                (tree.parent_ino(dir), FileType::Directory, OsStr::new("..")),
             ];
-            let entries = d.entries.iter().map(|e| {
+            let entries = d.entries().iter().filter_map(|e| {
                 let kind = match e.kind {
                     Kind::Dir(_) => FileType::Directory,
                     Kind::File(_) => FileType::RegularFile,
                 };
-                (e.ino, kind, e.name.as_os_str())
+                Some((tree.ino(e.kind)?, kind, OsStr::new(&e.name)))
             });
             for (i, (ino, kind, name)) in dots
                 .into_iter()
@@ -285,7 +285,7 @@ impl Shared {
         };
         let reader = self
             .engine
-            .reader(tref, tree.info.clone(), Selection::File(file));
+            .reader(tref, tree.info().clone(), Selection::File(file));
         let fh = self.handles.open(reader);
         // Torrent data never changes: let the kernel keep what it cached across opens.
         reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);

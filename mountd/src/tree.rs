@@ -9,12 +9,16 @@
 
 use std::{
     collections::HashMap,
-    ffi::{OsStr, OsString},
+    ffi::OsStr,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use confluence_core::{ident::InfoHash, metainfo::Info};
+use confluence_core::{
+    ident::InfoHash,
+    metainfo::Info,
+    tree::{Entry, FileTree, Kind, ROOT as TOP},
+};
 use fuser::{FileAttr, FileType, INodeNo};
 use parking_lot::RwLock;
 use tracing::warn;
@@ -33,51 +37,52 @@ pub(crate) enum Node {
     Root,
     /// The `<infohash>` directory.
     Torrent(InfoHash),
-    /// A directory inside a torrent: an index into [`Tree::dirs`] (never 0: that is the torrent
-    /// directory itself).
+    /// A directory inside a torrent: its index in the torrent's [`FileTree`] (never 0: that is
+    /// the torrent directory itself).
     Dir(InfoHash, usize),
     /// A file: an index into `info.files`.
     File(InfoHash, usize),
 }
 
-/// What a directory entry points at.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Kind {
-    Dir(usize),
-    File(usize),
-}
-
-#[derive(Debug)]
-pub(crate) struct Entry {
-    pub name: OsString,
-    pub ino: u64,
-    pub kind: Kind,
-}
-
-#[derive(Debug)]
-pub(crate) struct DirNode {
-    pub ino: u64,
-    pub parent: u64,
-    /// In torrent order.
-    pub entries: Vec<Entry>,
-    by_name: HashMap<OsString, usize>,
-}
-
-/// A torrent's files as a directory tree (display names; the torrent name is not a level).
+/// A torrent's tree as the mount shows it: the front doors' shared tree
+/// ([`confluence_core::tree`]) with an inode number for each of its nodes.
 #[derive(Debug)]
 pub(crate) struct Tree {
-    pub info: Arc<Info>,
+    pub files: FileTree,
     pub mtime: SystemTime,
-    /// `dirs[0]` is the torrent directory.
-    pub dirs: Vec<DirNode>,
-    /// The inode of each file of `info.files` (`None`: not representable, left out).
-    pub file_inos: Vec<Option<u64>>,
+    /// The inode of each directory of `files` (`dir_inos[0]`: the torrent directory).
+    dir_inos: Vec<u64>,
+    /// The inode of each file of `info.files` (`None`: not shown).
+    file_inos: Vec<Option<u64>>,
 }
 
 impl Tree {
+    pub fn info(&self) -> &Arc<Info> {
+        self.files.info()
+    }
+
+    /// The entry `name` of directory `dir` (names are UTF-8: any other name is not there).
     pub fn child(&self, dir: usize, name: &OsStr) -> Option<&Entry> {
-        let d = self.dirs.get(dir)?;
-        d.by_name.get(name).map(|&i| &d.entries[i])
+        self.files.child(dir, name.to_str()?)
+    }
+
+    pub fn dir_ino(&self, dir: usize) -> u64 {
+        self.dir_inos[dir]
+    }
+
+    /// The inode of the directory that holds `dir` (the root for the torrent directory).
+    pub fn parent_ino(&self, dir: usize) -> u64 {
+        match self.files.dir(dir).and_then(|d| d.parent()) {
+            Some(p) => self.dir_inos[p],
+            None => ROOT,
+        }
+    }
+
+    pub fn ino(&self, kind: Kind) -> Option<u64> {
+        match kind {
+            Kind::Dir(d) => self.dir_inos.get(d).copied(),
+            Kind::File(f) => self.file_inos.get(f).copied().flatten(),
+        }
     }
 }
 
@@ -128,11 +133,21 @@ impl Inner {
         self.keys.insert(key, ino);
         ino
     }
-}
 
-/// A name the kernel can show: not empty, `.` or `..`, and without `/` or NUL.
-fn usable(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+    /// Numbers directory `dir` of `files` and those above it that have no number yet
+    /// (`inos[d] == 0`; the torrent directory has one), top down.
+    fn number_dirs(&mut self, ih: InfoHash, files: &FileTree, dir: usize, inos: &mut [u64]) {
+        let mut todo = Vec::new();
+        let mut d = dir;
+        while inos[d] == 0 {
+            todo.push(d);
+            d = files.dir(d).and_then(|x| x.parent()).unwrap_or(TOP);
+        }
+        for &d in todo.iter().rev() {
+            let path = format!("/{}", files.dir_path(d).join("/"));
+            inos[d] = self.alloc(ih, b'd', &path, Node::Dir(ih, d));
+        }
+    }
 }
 
 fn unix_time(secs: i64) -> SystemTime {
@@ -183,83 +198,27 @@ impl Table {
         if let Some(t) = g.trees.get(&ih) {
             return t.clone();
         }
-        let top = g.alloc(ih, b't', "", Node::Torrent(ih));
-        let mut dirs = vec![DirNode {
-            ino: top,
-            parent: ROOT,
-            entries: Vec::new(),
-            by_name: HashMap::new(),
-        }];
-        let mut file_inos = vec![None; info.files.len()];
-        let mut skipped = 0usize;
-        'files: for (i, f) in info.visible_files() {
-            let comps = &f.components;
-            if comps.is_empty() || !comps.iter().all(|c| usable(c)) {
-                skipped += 1;
-                continue;
-            }
-            let (last, parents) = comps.split_last().expect("not empty");
-            let mut cur = 0usize;
-            let mut path = String::new();
-            for c in parents {
-                path.push('/');
-                path.push_str(c);
-                let name = OsString::from(c);
-                match dirs[cur]
-                    .by_name
-                    .get(&name)
-                    .map(|&e| dirs[cur].entries[e].kind)
-                {
-                    Some(Kind::Dir(d)) => cur = d,
-                    Some(Kind::File(_)) => {
-                        skipped += 1;
-                        continue 'files;
-                    }
-                    None => {
-                        let d = dirs.len();
-                        let ino = g.alloc(ih, b'd', &path, Node::Dir(ih, d));
-                        let parent = dirs[cur].ino;
-                        dirs.push(DirNode {
-                            ino,
-                            parent,
-                            entries: Vec::new(),
-                            by_name: HashMap::new(),
-                        });
-                        let at = dirs[cur].entries.len();
-                        dirs[cur].entries.push(Entry {
-                            name: name.clone(),
-                            ino,
-                            kind: Kind::Dir(d),
-                        });
-                        dirs[cur].by_name.insert(name, at);
-                        cur = d;
-                    }
-                }
-            }
-            let name = OsString::from(last);
-            if dirs[cur].by_name.contains_key(&name) {
-                skipped += 1;
-                continue;
-            }
-            path.push('/');
-            path.push_str(last);
-            let ino = g.alloc(ih, b'f', &path, Node::File(ih, i));
-            let at = dirs[cur].entries.len();
-            dirs[cur].entries.push(Entry {
-                name: name.clone(),
-                ino,
-                kind: Kind::File(i),
-            });
-            dirs[cur].by_name.insert(name, at);
-            file_inos[i] = Some(ino);
+        let files = FileTree::new(info);
+        let mut dir_inos = vec![0; files.dir_count()];
+        dir_inos[TOP] = g.alloc(ih, b't', "", Node::Torrent(ih));
+        let mut file_inos = vec![None; files.info().files.len()];
+        // Each file's directories get their numbers when the first file in them does, before
+        // it: the order numbers were always taken in (it decides only which of two colliding
+        // paths takes the next free number).
+        for (i, f) in files.files() {
+            let dir = files.file_dir(i).expect("a shown file has a directory");
+            g.number_dirs(ih, &files, dir, &mut dir_inos);
+            let path = format!("/{}", f.components.join("/"));
+            file_inos[i] = Some(g.alloc(ih, b'f', &path, Node::File(ih, i)));
         }
-        if skipped > 0 {
+        if files.left_out() > 0 {
+            let skipped = files.left_out();
             warn!(%ih, skipped, "files with unusable or duplicate names are not shown in the mount");
         }
         let tree = Arc::new(Tree {
-            info,
+            files,
             mtime: creation_date.map_or(self.started, unix_time),
-            dirs,
+            dir_inos,
             file_inos,
         });
         g.trees.insert(ih, tree.clone());
@@ -343,15 +302,15 @@ impl Table {
     }
 
     pub fn dir_attr(&self, tree: &Tree, dir: usize) -> FileAttr {
-        self.attr(tree.dirs[dir].ino, FileType::Directory, 0, tree.mtime)
+        self.attr(tree.dir_ino(dir), FileType::Directory, 0, tree.mtime)
     }
 
     pub fn file_attr(&self, tree: &Tree, file: usize) -> Option<FileAttr> {
-        let ino = (*tree.file_inos.get(file)?)?;
+        let ino = tree.ino(Kind::File(file))?;
         Some(self.attr(
             ino,
             FileType::RegularFile,
-            tree.info.files[file].length,
+            tree.info().files[file].length,
             tree.mtime,
         ))
     }
@@ -406,6 +365,65 @@ mod bare_tests {
         assert!(
             t.lookup_bare_torrent(ih(99)).is_some(),
             "room again after a forget"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    /// Files of length 1: `a/b.txt`, `a/c/d`, `e`, and `a/b.txt` again.
+    fn info() -> Arc<Info> {
+        let files = [
+            "d6:lengthi1e4:pathl1:a5:b.txtee",
+            "d6:lengthi1e4:pathl1:a1:c1:dee",
+            "d6:lengthi1e4:pathl1:eee",
+            "d6:lengthi1e4:pathl1:a5:b.txtee",
+        ]
+        .concat();
+        let pieces = "01234567890123456789";
+        let b = format!("d5:filesl{files}e4:name1:t12:piece lengthi16384e6:pieces20:{pieces}e");
+        Arc::new(confluence_core::metainfo::parse_info(b.as_bytes()).expect("valid info"))
+    }
+
+    /// Inode numbers come from (infohash, kind, display path), so they are the same in every
+    /// mount and run; `.` and `..` of each directory are its own and its parent's.
+    #[test]
+    fn inodes_are_derived_from_paths() {
+        let t = Table::new();
+        let tree = t.add_tree(info(), Some(0));
+        let ih = tree.info().info_hash;
+        let derived = |kind: u8, path: &str| fnv1a(&[&ih.0, &[kind], path.as_bytes()]) >> 1;
+        let kind = |path: &[&str]| tree.files.resolve(path).expect("in the tree");
+        let ino = |path: &[&str]| tree.ino(kind(path));
+        assert_eq!(tree.dir_ino(0), derived(b't', ""));
+        assert_eq!(t.torrent_ino(ih), tree.dir_ino(0));
+        assert_eq!(ino(&["a"]), Some(derived(b'd', "/a")));
+        assert_eq!(ino(&["a", "c"]), Some(derived(b'd', "/a/c")));
+        assert_eq!(ino(&["a", "b.txt"]), Some(derived(b'f', "/a/b.txt")));
+        assert_eq!(ino(&["a", "c", "d"]), Some(derived(b'f', "/a/c/d")));
+        assert_eq!(ino(&["e"]), Some(derived(b'f', "/e")));
+        assert_eq!(tree.ino(Kind::File(3)), None, "a duplicate is not shown");
+        let Kind::Dir(c) = kind(&["a", "c"]) else {
+            panic!("a/c is a directory");
+        };
+        assert_eq!(tree.parent_ino(c), derived(b'd', "/a"));
+        assert_eq!(tree.parent_ino(0), ROOT);
+        let nodes = [
+            (b'd', "/a/c", Node::Dir(ih, c)),
+            (b'f', "/e", Node::File(ih, 2)),
+        ];
+        for (k, path, node) in nodes {
+            let got = t.node(derived(k, path));
+            assert_eq!(format!("{got:?}"), format!("{:?}", Some(node)), "{path}");
+        }
+        let attr = t.file_attr(&tree, 2).expect("e is shown");
+        assert_eq!((attr.size, attr.mtime), (1, UNIX_EPOCH));
+        assert!(t.file_attr(&tree, 3).is_none());
+        assert!(
+            Arc::ptr_eq(&tree, &t.add_tree(tree.info().clone(), None)),
+            "built once"
         );
     }
 }

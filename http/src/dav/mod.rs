@@ -3,7 +3,6 @@
 //! (Range, validators, the same cache), OPTIONS; everything that would write is refused.
 //! Naming an unknown infohash adds the torrent, as the mount and `/data?ih=` do.
 
-mod tree;
 mod xml;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,14 +14,12 @@ use actix_web::{
 use confluence_core::{
     ident::{self, InfoHash},
     metainfo::Info,
+    tree::{FileTree, Kind},
     Engine, TorrentRef,
 };
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use self::{
-    tree::{Kind, Tree},
-    xml::{FileProps, Resource},
-};
+use self::xml::{FileProps, Resource};
 use crate::{
     data,
     error::{text_response, HttpError},
@@ -151,7 +148,7 @@ async fn get(req: HttpRequest, engine: web::Data<Engine>, target: Target) -> Htt
         Ok(r) => r,
         Err(e) => return e.into(),
     };
-    let file = match Tree::build(&resolved.info).resolve(&comps) {
+    let file = match FileTree::new(resolved.info.clone()).resolve(&comps) {
         Some(Kind::File(f)) => f,
         Some(Kind::Dir(_)) => return collection_get(),
         None => return not_found("file not found"),
@@ -284,7 +281,7 @@ async fn torrent_resources(
         .await
         .map_err(HttpResponse::from)?;
     let modified = torrent_time(&t);
-    let tree = Tree::build(&info);
+    let tree = FileTree::new(info.clone());
     let node = tree.resolve(comps).ok_or_else(|| not_found("not found"))?;
     let mut href = top;
     for c in comps {
@@ -294,18 +291,14 @@ async fn torrent_resources(
     let name = comps.last().cloned().unwrap_or_else(|| ih.to_string());
     let made = Made { info, ih, modified };
     let this = made.resource(href.clone(), name, node);
+    // Copied out of the tree (the names move into the resources), so the tree can go now.
     let kids = match (node, children) {
-        (Kind::Dir(d), true) => tree.dirs[d].entries.len(),
-        _ => 0,
+        (Kind::Dir(d), true) => tree.dir(d).map_or_else(Vec::new, |d| d.entries().to_vec()),
+        _ => Vec::new(),
     };
-    let dir = match node {
-        Kind::Dir(d) => d,
-        Kind::File(_) => 0,
-    };
-    let rest = (0..kids).map(move |i| {
-        let (n, kind) = &tree.dirs[dir].entries[i];
-        made.resource(format!("{href}{}/", enc(n)), n.clone(), *kind)
-    });
+    let rest = kids
+        .into_iter()
+        .map(move |e| made.resource(format!("{href}{}/", enc(&e.name)), e.name, e.kind));
     Ok(Box::new(std::iter::once(this).chain(rest)))
 }
 

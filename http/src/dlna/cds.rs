@@ -2,12 +2,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use confluence_core::{ident::InfoHash, metainfo::Info, Engine};
+use confluence_core::{ident::InfoHash, metainfo::Info, tree::Kind, Engine};
 use quick_xml::{events::BytesText, Writer};
 
 use super::{
     soap::{Action, Fault, INVALID_ACTION, INVALID_CONNECTION, NO_SUCH_CONTAINER, NO_SUCH_OBJECT},
-    tree::{Child, ObjectId, Tree},
+    tree::{ObjectId, Tree},
     State,
 };
 
@@ -201,12 +201,12 @@ fn browse(ctx: &Ctx<'_>, a: &Action) -> Result<Out, Fault> {
             let tree = ctx.info(ih, None).map(|i| ctx.state.trees.get_or_build(i));
             match (id, tree) {
                 (ObjectId::Dir(_, 0), tree) => Obj::Container { tree, ih, dir: 0 },
-                (ObjectId::Dir(..), Some(t)) if d < t.dirs.len() => Obj::Container {
+                (ObjectId::Dir(..), Some(t)) if t.files.dir(d).is_some() => Obj::Container {
                     tree: Some(t),
                     ih,
                     dir: d,
                 },
-                (ObjectId::File(..), Some(t)) if t.file_dir.get(d).is_some_and(Option::is_some) => {
+                (ObjectId::File(..), Some(t)) if t.item(d).is_some() => {
                     Obj::Item { tree: t, file: d }
                 }
                 _ => return Err(no_such()),
@@ -259,24 +259,23 @@ fn list_children(
             dir,
             ih,
         } => {
-            let kids = &t.dirs[dir].children;
-            let objs = kids
-                .iter()
+            let objs = t
+                .children(dir)
                 .skip(start)
                 .take(count)
-                .map(|c| match *c {
-                    Child::Dir(d) => Obj::Container {
+                .map(|c| match c {
+                    Kind::Dir(d) => Obj::Container {
                         tree: Some(t.clone()),
                         ih,
                         dir: d,
                     },
-                    Child::File(f) => Obj::Item {
+                    Kind::File(f) => Obj::Item {
                         tree: t.clone(),
                         file: f,
                     },
                 })
                 .collect();
-            Ok((objs, kids.len()))
+            Ok((objs, t.children(dir).count()))
         }
         Obj::Item { .. } => Err(Fault::new(
             NO_SUCH_CONTAINER,
@@ -351,22 +350,24 @@ fn object(w: &mut Writer<Vec<u8>>, ctx: &Ctx<'_>, o: &Obj) -> std::io::Result<()
             let Some(t) = tree else {
                 return container(w, &id, "0", 0, &ih.to_string());
             };
-            let d = &t.dirs[*dir];
-            let (parent, title) = match d.parent {
-                None => ("0".to_owned(), t.info.name.as_str()),
-                Some(p) => (ObjectId::Dir(*ih, p).render(), d.name.as_str()),
+            let Some(d) = t.files.dir(*dir) else {
+                return Ok(());
             };
-            container(w, &id, &parent, d.children.len(), title)
+            let (parent, title) = match d.parent() {
+                None => ("0".to_owned(), t.info().name.as_str()),
+                Some(p) => (ObjectId::Dir(*ih, p).render(), d.name()),
+            };
+            container(w, &id, &parent, t.children(*dir).count(), title)
         }
         Obj::Item { tree, file } => item(w, ctx, tree, *file),
     }
 }
 
 fn item(w: &mut Writer<Vec<u8>>, ctx: &Ctx<'_>, t: &Tree, file: usize) -> std::io::Result<()> {
-    let (Some(dir), Some((mime, media))) = (t.file_dir[file], &t.file_media[file]) else {
+    let Some((dir, mime, media)) = t.item(file) else {
         return Ok(());
     };
-    let f = &t.info.files[file];
+    let f = &t.info().files[file];
     let title = f.components.last().map_or("", String::as_str);
     let url = data_url(ctx.base_url, t.ih(), &f.raw_path);
     let protocol = format!("http-get:*:{mime}:{DLNA_FEATURES}");

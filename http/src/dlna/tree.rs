@@ -1,6 +1,5 @@
-//! The ContentDirectory's view of a torrent: the same directory tree as the FUSE mount
-//! (`mountd/src/tree.rs`: display names, the torrent name is not a level, unusable or duplicate
-//! names left out), with only media files as items.
+//! The ContentDirectory's view of a torrent: the directory tree every front door shows
+//! ([`confluence_core::tree`]), with only media files as items.
 //!
 //! Object IDs: `0` is the root; `<ih>` a torrent; `<ih>/d<n>` its directory `n`; `<ih>/f<n>`
 //! file `n` of its info. They depend only on the info dict, so they are stable across restarts.
@@ -10,7 +9,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use confluence_core::{ident::InfoHash, metainfo::Info};
+use confluence_core::{
+    ident::InfoHash,
+    metainfo::Info,
+    tree::{FileTree, Kind},
+};
 
 /// What a media file is, for its `upnp:class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,95 +43,49 @@ impl Media {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Child {
-    Dir(usize),
-    /// An index into `info.files`.
-    File(usize),
-}
-
-#[derive(Debug)]
-pub(crate) struct Dir {
-    /// Display name (unused for `dirs[0]`, the torrent itself).
-    pub name: String,
-    /// `None` for `dirs[0]`.
-    pub parent: Option<usize>,
-    /// Subdirectories and media files, in torrent order.
-    pub children: Vec<Child>,
-}
-
+/// A torrent as the ContentDirectory shows it: the front doors' shared tree
+/// ([`confluence_core::tree`]) with the MIME type and class of each media file.
 #[derive(Debug)]
 pub(crate) struct Tree {
-    pub info: Arc<Info>,
-    pub dirs: Vec<Dir>,
-    /// The directory of each file of `info.files` that is listed (a media file with a usable name).
-    pub file_dir: Vec<Option<usize>>,
-    /// The MIME type and class of each listed file.
-    pub file_media: Vec<Option<(String, Media)>>,
-}
-
-/// A name the mount can show: not empty, `.` or `..`, and without `/` or NUL.
-fn usable(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+    pub files: FileTree,
+    /// The MIME type and class of each file of `info.files` that is listed (shown and media).
+    media: Vec<Option<(String, Media)>>,
 }
 
 impl Tree {
     pub fn build(info: Arc<Info>) -> Tree {
-        let mut dirs = vec![Dir {
-            name: String::new(),
-            parent: None,
-            children: Vec::new(),
-        }];
-        // (dir, name) → child, for the mount's first-wins rule on duplicate names.
-        let mut names: HashMap<(usize, String), Child> = HashMap::new();
-        let mut file_dir = vec![None; info.files.len()];
-        let mut file_media = vec![None; info.files.len()];
-        'files: for (i, f) in info.visible_files() {
-            let comps = &f.components;
-            if comps.is_empty() || !comps.iter().all(|c| usable(c)) {
-                continue;
-            }
-            let (last, parents) = comps.split_last().expect("not empty");
-            let mut cur = 0usize;
-            for c in parents {
-                match names.get(&(cur, c.clone())) {
-                    Some(Child::Dir(d)) => cur = *d,
-                    Some(Child::File(_)) => continue 'files,
-                    None => {
-                        let d = dirs.len();
-                        dirs.push(Dir {
-                            name: c.clone(),
-                            parent: Some(cur),
-                            children: Vec::new(),
-                        });
-                        dirs[cur].children.push(Child::Dir(d));
-                        names.insert((cur, c.clone()), Child::Dir(d));
-                        cur = d;
-                    }
-                }
-            }
-            if names.contains_key(&(cur, last.clone())) {
-                continue;
-            }
-            names.insert((cur, last.clone()), Child::File(i));
-            let mime = crate::range::content_type_for(last);
-            let Some(media) = Media::of_mime(&mime) else {
-                continue;
-            };
-            dirs[cur].children.push(Child::File(i));
-            file_dir[i] = Some(cur);
-            file_media[i] = Some((mime, media));
+        let files = FileTree::new(info);
+        let mut media = vec![None; files.info().files.len()];
+        for (i, f) in files.files() {
+            let mime =
+                crate::range::content_type_for(f.components.last().map_or("", String::as_str));
+            media[i] = Media::of_mime(&mime).map(|m| (mime, m));
         }
-        Tree {
-            info,
-            dirs,
-            file_dir,
-            file_media,
-        }
+        Tree { files, media }
+    }
+
+    pub fn info(&self) -> &Arc<Info> {
+        self.files.info()
     }
 
     pub fn ih(&self) -> InfoHash {
-        self.info.info_hash
+        self.info().info_hash
+    }
+
+    /// What container `dir` lists: its directories and media files, in torrent order (nothing
+    /// for a directory the tree does not have).
+    pub fn children(&self, dir: usize) -> impl Iterator<Item = Kind> + '_ {
+        let entries = self.files.dir(dir).map_or(&[][..], |d| d.entries());
+        entries.iter().map(|e| e.kind).filter(|k| match *k {
+            Kind::Dir(_) => true,
+            Kind::File(f) => self.media[f].is_some(),
+        })
+    }
+
+    /// A listed file's container, MIME type and class; `None`: file `f` is not listed.
+    pub fn item(&self, f: usize) -> Option<(usize, &str, Media)> {
+        let (mime, media) = self.media.get(f)?.as_ref()?;
+        Some((self.files.file_dir(f)?, mime, *media))
     }
 }
 
@@ -238,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn tree_follows_the_mount_and_lists_media_only() {
+    fn lists_media_files_of_the_shared_tree() {
         let mut b = b"d5:filesl".to_vec();
         for path in [
             &["a", "x.mp4"][..],
@@ -246,6 +203,7 @@ mod tests {
             &["b.txt"],      // not media
             &["c.flac"],
             &["c.flac", "y.mp4"], // under a name that is a file
+            &["b.txt", "z.mp4"],  // under a name that is a file, though not listed
         ] {
             b.extend_from_slice(b"d6:lengthi1e4:pathl");
             for c in path {
@@ -258,15 +216,14 @@ mod tests {
         b.push(b'e');
         let info = confluence_core::metainfo::parse_info(&b).unwrap();
         let t = Tree::build(Arc::new(info));
-        assert_eq!(t.dirs.len(), 2);
-        assert_eq!(t.dirs[0].children, [Child::Dir(1), Child::File(3)]);
-        assert_eq!((t.dirs[1].name.as_str(), t.dirs[1].parent), ("a", Some(0)));
-        assert_eq!(t.dirs[1].children, [Child::File(0)]);
-        assert_eq!(t.file_dir, [Some(1), None, None, Some(0), None]);
-        assert_eq!(
-            t.file_media[3],
-            Some(("audio/flac".to_owned(), Media::Audio))
-        );
+        assert_eq!(t.files.dir_count(), 2);
+        let kids = |d| t.children(d).collect::<Vec<_>>();
+        assert_eq!(kids(0), [Kind::Dir(1), Kind::File(3)]);
+        assert_eq!(kids(1), [Kind::File(0)]);
+        assert_eq!(kids(2), []);
+        let dirs: Vec<_> = (0..7).map(|f| t.item(f).map(|(d, ..)| d)).collect();
+        assert_eq!(dirs, [Some(1), None, None, Some(0), None, None, None]);
+        assert_eq!(t.item(3), Some((0, "audio/flac", Media::Audio)));
     }
 
     #[test]
