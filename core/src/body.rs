@@ -5,7 +5,7 @@ use std::io;
 
 use bytes::Bytes;
 
-use crate::{backend::io_error, engine::Engine, reader::Reader};
+use crate::{backend::io_error, chunk::CHUNK, engine::Engine, reader::Reader};
 
 /// One piece of a response body: literal bytes (e.g. a multipart header) or a range of the
 /// reader's selection.
@@ -14,9 +14,6 @@ pub enum BodyPart {
     Literal(Bytes),
     Range { start: u64, len: u64 },
 }
-
-/// The largest chunk handed to a front door at once.
-pub const CHUNK: usize = 256 * 1024;
 
 impl Engine {
     /// Streams `parts` through `reader` on the engine's runtime. Chunks arrive as soon as each

@@ -67,7 +67,8 @@ mod torrent;
 pub mod upload;
 
 pub use backend::is_storage_full;
-pub use body::{BodyPart, CHUNK};
+pub use body::BodyPart;
+pub use chunk::CHUNK;
 pub use config::Config;
 pub use cursor::STREAM_WINDOW;
 pub use engine::{Engine, PostError};
