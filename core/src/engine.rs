@@ -106,7 +106,7 @@ impl Engine {
     /// make more than `-maxPendingTorrents` torrents wait for metadata.
     pub fn acquire(&self, ih: InfoHash, trackers: &[String]) -> Result<TorrentRef, TooManyPending> {
         let _rt = self.inner.swarm.rt.enter();
-        Ok(self.inner.registry.acquire(ih, trackers, None, true)?.0)
+        self.inner.registry.acquire(ih, trackers)
     }
 
     /// Torrents in memory whose metadata is not known yet.
@@ -144,11 +144,7 @@ impl Engine {
         };
         let _rt = self.inner.swarm.rt.enter();
         // A POST brings its metadata (or names the one infohash of an empty info): never capped.
-        let (tref, new_info) = self
-            .inner
-            .registry
-            .acquire(ih, &[], info, false)
-            .unwrap_or_else(|_| unreachable!("uncapped acquire"));
+        let (tref, new_info) = self.inner.registry.acquire_with_info(ih, info);
         let mut changed = tref.merge_trackers(&m.announce_list);
         if new_info {
             if let Some(d) = m.creation_date {

@@ -167,19 +167,87 @@ impl Registry {
         })
     }
 
-    /// A reference on the torrent `ih`, creating it if needed, with metadata the caller may
-    /// already have (else a resolve is started). Also says whether that metadata was new to the
-    /// torrent. `trackers` (from a magnet) are merged into tier 0. With `capped`, creating a
-    /// torrent that would wait for metadata beyond `-maxPendingTorrents` is refused.
+    /// A reference on the torrent `ih`, creating it (and starting to resolve its metadata) if
+    /// needed. `trackers` (from a magnet) are merged into tier 0. Refused when creating it would
+    /// make more than `-maxPendingTorrents` torrents wait for metadata.
     pub(crate) fn acquire(
         &self,
         ih: InfoHash,
         trackers: &[String],
+    ) -> Result<TorrentRef, TooManyPending> {
+        let (tref, created) = {
+            let mut map = self.torrents.lock();
+            self.check_pending_cap(&map, &ih)?;
+            self.take_ref(&mut map, ih)
+        };
+        self.settle(&tref, created, trackers, None);
+        Ok(tref)
+    }
+
+    /// A reference on the torrent `ih` with metadata the caller has (a POST or an upload; a
+    /// POST of an empty info brings none), so never capped. Says whether the metadata was new
+    /// to the torrent.
+    pub(crate) fn acquire_with_info(
+        &self,
+        ih: InfoHash,
         info: Option<Arc<Info>>,
-        capped: bool,
-    ) -> Result<(TorrentRef, bool), TooManyPending> {
-        let (tref, created) = self.take_ref(ih, capped && info.is_none())?;
-        let t = &tref.torrent;
+    ) -> (TorrentRef, bool) {
+        let (tref, created) = self.take_ref(&mut self.torrents.lock(), ih);
+        let new_info = self.settle(&tref, created, &[], info);
+        (tref, new_info)
+    }
+
+    /// Refuses a new torrent when `-maxPendingTorrents` torrents already wait for metadata and
+    /// none is stored for it.
+    fn check_pending_cap(
+        &self,
+        map: &HashMap<InfoHash, Arc<Torrent>>,
+        ih: &InfoHash,
+    ) -> Result<(), TooManyPending> {
+        let max = self.policy.max_pending;
+        if max > 0
+            && !map.contains_key(ih)
+            && map.values().filter(|t| t.info().is_none()).count() >= max
+            && !self.store.contains(ih)
+        {
+            return Err(TooManyPending(max));
+        }
+        Ok(())
+    }
+
+    /// Counts a reference on `ih` (under the map lock the caller holds), creating the torrent
+    /// if needed. Says whether it was created.
+    fn take_ref(
+        &self,
+        map: &mut HashMap<InfoHash, Arc<Torrent>>,
+        ih: InfoHash,
+    ) -> (TorrentRef, bool) {
+        let mut created = false;
+        let t = map
+            .entry(ih)
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(Torrent::new(ih, self.host()))
+            })
+            .clone();
+        t.refs.fetch_add(1, Ordering::SeqCst);
+        let tref = TorrentRef {
+            torrent: t,
+            registry: self.me.clone(),
+        };
+        (tref, created)
+    }
+
+    /// Brings a just referenced torrent up to date: a new one from its stored metainfo, then
+    /// the caller's metadata and trackers (re-adding a live torrent for new trackers); a resolve
+    /// starts while the metadata is unknown. Says whether `info` was new to the torrent.
+    fn settle(
+        &self,
+        t: &Arc<Torrent>,
+        created: bool,
+        trackers: &[String],
+        info: Option<Arc<Info>>,
+    ) -> bool {
         if created {
             self.load_stored(t);
         }
@@ -201,37 +269,7 @@ impl Registry {
         if t.info().is_none() {
             t.start_resolver();
         }
-        Ok((tref, new_info))
-    }
-
-    /// Counts a reference on `ih` under the map lock, creating the torrent if needed (then
-    /// refused with `capped` when `-maxPendingTorrents` torrents already wait for metadata and
-    /// none is stored for it). Says whether it was created.
-    fn take_ref(&self, ih: InfoHash, capped: bool) -> Result<(TorrentRef, bool), TooManyPending> {
-        let mut map = self.torrents.lock();
-        let max = self.policy.max_pending;
-        if capped
-            && max > 0
-            && !map.contains_key(&ih)
-            && map.values().filter(|t| t.info().is_none()).count() >= max
-            && !self.store.contains(&ih)
-        {
-            return Err(TooManyPending(max));
-        }
-        let mut created = false;
-        let t = map
-            .entry(ih)
-            .or_insert_with(|| {
-                created = true;
-                Arc::new(Torrent::new(ih, self.host()))
-            })
-            .clone();
-        t.refs.fetch_add(1, Ordering::SeqCst);
-        let tref = TorrentRef {
-            torrent: t,
-            registry: self.me.clone(),
-        };
-        Ok((tref, created))
+        new_info
     }
 
     /// What a new torrent gets of the daemon: the session, and this registry's store for the

@@ -325,9 +325,7 @@ impl Engine {
         let inner = &self.inner;
         let _rt = inner.swarm.rt.enter();
         // Its metadata comes along: never a pending torrent, so never capped.
-        let Ok((tref, _)) = inner.registry.acquire(ih, &[], Some(info), false) else {
-            return;
-        };
+        let (tref, _) = inner.registry.acquire_with_info(ih, Some(info));
         inner.swarm.rt.spawn(async move {
             match tref.live().await {
                 Ok(_) => info!(ih = %tref.ih, "-seed: seeding the upload"),
