@@ -17,10 +17,35 @@ use librqbit::storage::{
     filesystem::FilesystemStorageFactory, BoxStorageFactory, StorageFactoryExt,
 };
 
-use crate::torrent::ManagedTorrentHandle;
 use tracing::warn;
 
 use crate::{hooked::HookedFactory, ident::InfoHash, metainfo::Info};
+
+/// librqbit's handle of a torrent in its session.
+type ManagedTorrentHandle = Arc<librqbit::ManagedTorrent>;
+
+/// Whether an I/O error says the disk is full (by kind or errno, never by text).
+pub fn is_storage_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// An I/O error with `e`'s whole chain of causes (`{:#}`: an anyhow error's `to_string` is
+/// only its outermost context, e.g. "adding the torrent to the session"). Its kind is
+/// `StorageFull` when any cause is a full disk (front doors pick 507/ENOSPC by kind), else
+/// `Other`.
+pub(crate) fn io_error(e: impl Into<anyhow::Error>) -> io::Error {
+    let e: anyhow::Error = e.into();
+    let full = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(is_storage_full);
+    let kind = if full {
+        io::ErrorKind::StorageFull
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, format!("{e:#}"))
+}
 
 pub(crate) enum Backend {
     Cache {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::{
     engine::Engine,
     ident::InfoHash,
-    metainfo::{parse_info, Info},
+    metainfo::Info,
     status::{PieceState, Priority},
 };
 
@@ -14,18 +14,18 @@ impl Engine {
     /// The info of a known torrent: the in-memory torrent's, else the stored metainfo's. Never
     /// adds the torrent; `None` when its info is not known (yet).
     pub fn known_info(&self, ih: &InfoHash) -> Option<Arc<Info>> {
-        if let Some(info) = self.inner.get(ih).and_then(|t| t.info()) {
-            return Some(info);
-        }
-        let m = self.inner.store.load(ih)?;
-        let info = parse_info(m.info_bytes.as_deref()?).ok()?;
-        (info.info_hash == *ih).then(|| Arc::new(info))
+        self.inner.registry.info_of(ih)
     }
 
     /// Every piece's state of a torrent with `num_pieces` pieces: the in-memory torrent's
     /// (readers' windows included), else what the cache holds for it.
     pub fn known_piece_states(&self, ih: &InfoHash, num_pieces: u32) -> Vec<PieceState> {
-        if let Some(states) = self.inner.get(ih).and_then(|t| self.piece_states(&t)) {
+        if let Some(states) = self
+            .inner
+            .registry
+            .get(ih)
+            .and_then(|t| self.piece_states(&t))
+        {
             if states.len() == num_pieces as usize {
                 return states;
             }
@@ -35,7 +35,7 @@ impl Engine {
             partial: false,
             priority: Priority::None,
         };
-        match self.inner.storage.cache() {
+        match self.inner.swarm.storage.cache() {
             Some(cache) => cache
                 .have_pieces(ih.0, num_pieces)
                 .into_iter()

@@ -10,7 +10,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// At most this many idle buffers are kept (each at most [`crate::CHUNK`] bytes): enough for
+/// The largest chunk handed to a front door at once.
+pub const CHUNK: usize = 256 * 1024;
+
+/// At most this many idle buffers are kept (each at most [`CHUNK`] bytes): enough for
 /// the readers of a few concurrent streams, a bounded 2 MiB when idle.
 const KEEP: usize = 8;
 
@@ -41,7 +44,7 @@ impl AsRef<[u8]> for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.0);
-        if buf.capacity() > crate::CHUNK || buf.capacity() == 0 {
+        if buf.capacity() > CHUNK || buf.capacity() == 0 {
             return;
         }
         if let Ok(mut idle) = IDLE.lock() {

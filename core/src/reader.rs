@@ -12,20 +12,25 @@
 //! passes them, so even a cache smaller than the window never evicts data before it is read.
 
 use std::{
-    io::{self, SeekFrom},
+    io,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
 use bytes::Bytes;
-use tokio::{io::AsyncSeekExt, sync::broadcast};
+use tokio::sync::broadcast;
 use tracing::debug;
 
 use crate::{
-    backend::librqbit_has,
-    engine::{Engine, Inner, PieceEvent, PieceEventKind},
+    backend::{io_error, librqbit_has},
+    cursor::{Spot, Steering, STREAM_WINDOW},
+    engine::Engine,
+    events::{PieceEvent, PieceEventKind},
+    ident::InfoHash,
     metainfo::Info,
-    torrent::{Live, Stream, TorrentRef},
+    registry::TorrentRef,
+    swarm::Swarm,
+    torrent::Live,
 };
 
 /// How long a reader waits without any progress of its torrent before it suspects sleeping
@@ -34,9 +39,6 @@ use crate::{
 /// idle sleep.
 const STALL: Duration = Duration::from_millis(2000);
 
-/// librqbit's hard-coded per-stream lookahead.
-pub const STREAM_WINDOW: u64 = 32 * 1024 * 1024;
-
 /// What a reader reads: one file, or all files concatenated in torrent order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -44,47 +46,25 @@ pub enum Selection {
     All,
 }
 
-/// The librqbit stream that steers downloads toward this reader.
-struct Cursor {
-    generation: u64,
-    file: usize,
-    pos: u64,
-    stream: Stream,
+/// A read within one piece: where it starts and the buffer it fills.
+struct Want {
+    /// The torrent offset of its first byte.
+    abs: u64,
+    piece: u32,
+    in_piece: u64,
+    buf: Vec<u8>,
 }
 
 /// Reads bytes of one selection of a torrent, blocking until they are verified (see the module
 /// doc). Holds a reference on the torrent for its whole life.
 pub struct Reader {
-    engine: Arc<Inner>,
+    swarm: Arc<Swarm>,
     torrent: TorrentRef,
     info: Arc<Info>,
     start: u64,
     len: u64,
     window: Option<u64>,
-    cursor: Option<Cursor>,
-}
-
-/// An I/O error with `e`'s whole chain of causes (`{:#}`: an anyhow error's `to_string` is
-/// only its outermost context, e.g. "adding the torrent to the session"). Its kind is
-/// `StorageFull` when any cause is a full disk (front doors pick 507/ENOSPC by kind), else
-/// `Other`.
-fn other(e: impl Into<anyhow::Error>) -> io::Error {
-    let e: anyhow::Error = e.into();
-    let full = e
-        .chain()
-        .filter_map(|c| c.downcast_ref::<io::Error>())
-        .any(is_storage_full);
-    let kind = if full {
-        io::ErrorKind::StorageFull
-    } else {
-        io::ErrorKind::Other
-    };
-    io::Error::new(kind, format!("{e:#}"))
-}
-
-/// Whether an I/O error says the disk is full (by kind or errno, never by text).
-pub fn is_storage_full(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
+    steering: Steering,
 }
 
 impl Engine {
@@ -94,36 +74,28 @@ impl Engine {
             Selection::File(i) => info.files.get(i).map_or((0, 0), |f| (f.offset, f.length)),
             Selection::All => (0, info.total_length),
         };
-        let window = self
-            .inner
-            .storage
-            .cache()
-            .map(|c| c.open_window(torrent.ih.0));
-        self.inner
-            .stats
-            .open_readers
-            .fetch_add(1, Ordering::Relaxed);
+        let swarm = self.inner.swarm.clone();
+        let window = swarm.storage.cache().map(|c| c.open_window(torrent.ih.0));
+        swarm.stats.open_readers.fetch_add(1, Ordering::Relaxed);
         Reader {
-            engine: self.inner.clone(),
+            swarm,
             torrent,
             info,
             start,
             len,
             window,
-            cursor: None,
+            steering: Steering::default(),
         }
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        if let Some(c) = self.cursor.take() {
-            self.torrent.park(c.generation, c.file, c.stream);
-        }
-        if let (Some(c), Some(w)) = (self.engine.storage.cache(), self.window) {
+        self.steering.park(&self.torrent);
+        if let (Some(c), Some(w)) = (self.swarm.storage.cache(), self.window) {
             c.close_window(self.torrent.ih.0, w);
         }
-        self.engine
+        self.swarm
             .stats
             .open_readers
             .fetch_sub(1, Ordering::Relaxed);
@@ -149,89 +121,36 @@ impl Reader {
 
     /// Reads up to `max` bytes at `offset` (relative to the selection), never crossing a piece
     /// boundary; empty at or past the end. Waits as long as it takes: cancel by dropping.
+    ///
+    /// The steps: a cached read; else announce the want and, until the piece is there, make
+    /// sure the torrent is live, settle a stale claim of librqbit's, steer this reader's stream
+    /// to the position, and wait for the piece, kicking sleeping peers when nothing arrives.
     pub async fn read(&mut self, offset: u64, max: usize) -> io::Result<Bytes> {
-        if offset >= self.len || max == 0 {
+        let Some(mut want) = self.want(offset, max)? else {
             return Ok(Bytes::new());
+        };
+        self.move_window(want.abs);
+        if self.cached_read(&mut want).await? {
+            return self.served(want);
         }
-        let abs = self.start + offset;
-        let pl = self.info.piece_length;
-        let piece = u32::try_from(abs / pl).map_err(other)?;
-        let in_piece = abs % pl;
-        let n = (pl - in_piece).min(self.len - offset).min(max as u64) as usize;
-        self.move_window(abs);
-        let mut buf = crate::chunk::buffer(n);
-        if self.read_now(piece, in_piece, &mut buf).await? {
-            self.follow(abs).await;
-            return self.served(buf);
-        }
-        let mut events = self.engine.events.subscribe();
-        let _ = self.engine.events.send(PieceEvent {
-            ih: self.torrent.ih,
-            piece,
-            kind: PieceEventKind::Wanted,
-        });
-        let file = self
-            .file_at(abs)
-            .ok_or_else(|| other(anyhow::anyhow!("offset outside the torrent's files")))?;
-        let pos = abs - self.info.files[file].offset;
+        let mut events = self.announce(want.piece);
+        let spot = self
+            .spot(want.abs)
+            .ok_or_else(|| io_error(anyhow::anyhow!("offset outside the torrent's files")))?;
         loop {
-            if self.read_now(piece, in_piece, &mut buf).await? {
-                return self.served(buf);
+            if self.read_now(&mut want).await? {
+                return self.served(want);
             }
-            let (mut live, primed) = self
-                .torrent
-                .live_for(file, pos, None)
-                .await
-                .map_err(other)?;
-            self.adopt(&live, file, pos, primed);
-            if self.engine.storage.cache().is_some()
-                && librqbit_has(&live.handle, &self.engine.api, piece)
-            {
-                // librqbit sets its have bit just before it hands the piece to the cache, whose
-                // writer thread may take a while to store it: unless the cache evicted it, give
-                // that time before deciding the claim is stale.
-                let cache = self.engine.storage.cache().expect("checked above");
-                let key = confluence_cache::Key {
-                    ih: self.torrent.ih.0,
-                    piece,
-                };
-                if !cache.was_evicted(key) {
-                    loop {
-                        let writing = cache.is_writing(key);
-                        wait_piece(
-                            &mut events,
-                            &self.torrent,
-                            piece,
-                            Duration::from_millis(300),
-                        )
-                        .await;
-                        if self.read_now(piece, in_piece, &mut buf).await? {
-                            return self.served(buf);
-                        }
-                        if !writing {
-                            break;
-                        }
-                    }
-                }
-                if librqbit_has(&live.handle, &self.engine.api, piece) {
-                    debug!(ih = %self.torrent.ih, piece, "librqbit claims a piece the cache lacks");
-                    self.engine.stats.repairs.fetch_add(1, Ordering::Relaxed);
-                    let (l, primed) = self
-                        .torrent
-                        .live_for(
-                            file,
-                            pos,
-                            Some((live.generation, "the cache dropped pieces librqbit claims")),
-                        )
-                        .await
-                        .map_err(other)?;
-                    self.adopt(&l, file, pos, primed);
-                    live = l;
-                }
-            }
-            let jumped = match self.steer(&live, abs).await {
+            let live = self.go_live(spot, None).await?;
+            let Some(live) = self
+                .settle_stale_claim(&mut want, spot, live, &mut events)
+                .await?
+            else {
+                return self.served(want);
+            };
+            let jumped = match self.steering.steer(&self.torrent, &live, spot).await {
                 Ok(jumped) => jumped,
-                // Another reader re-added the torrent after `live_for` answered, and librqbit
+                // Another reader re-added the torrent after `go_live` answered, and librqbit
                 // dropped the handle of this generation: start over on the new one.
                 Err(_)
                     if self
@@ -243,84 +162,186 @@ impl Reader {
                 }
                 Err(e) => return Err(e),
             };
-            let idle = jumped && self.torrent.peers_idle(&live);
-            let progress = idle || wait_piece(&mut events, &self.torrent, piece, STALL).await;
-            let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf).await?);
-            if let Some(e) = self
-                .engine
-                .storage
-                .cache()
-                .filter(|_| stalled)
-                .and_then(|c| c.recent_write_error(STALL))
-            {
-                // Downloaded data cannot be stored (a full disk): fail with the reason instead
-                // of waiting for a piece that cannot arrive.
-                return Err(e);
-            }
-            if stalled && self.torrent.may_kick(live.generation) {
-                // Nothing at all arrived: librqbit's peers are probably asleep (a peer that
-                // found nothing to request sleeps 5 s, and a new stream does not wake it).
-                // Re-adding reconnects them with this reader's window already in place.
-                debug!(ih = %self.torrent.ih, piece, "no progress; reconnecting peers");
-                self.engine.stats.kicks.fetch_add(1, Ordering::Relaxed);
-                let (l, primed) = self
-                    .torrent
-                    .live_for(
-                        file,
-                        pos,
-                        Some((live.generation, "no progress: waking idle peers")),
-                    )
-                    .await
-                    .map_err(other)?;
-                self.adopt(&l, file, pos, primed);
-            }
+            self.wait_or_kick(&mut want, spot, &live, jumped, &mut events)
+                .await?;
         }
     }
 
-    /// Keeps the stream a (re-)add opened for this reader.
-    fn adopt(&mut self, live: &Live, file: usize, pos: u64, primed: Option<Stream>) {
+    /// The piece-bounded read that `read(offset, max)` asks for; `None` when it asks for
+    /// nothing (at or past the end, or `max` 0).
+    fn want(&self, offset: u64, max: usize) -> io::Result<Option<Want>> {
+        if offset >= self.len || max == 0 {
+            return Ok(None);
+        }
+        let abs = self.start + offset;
+        let pl = self.info.piece_length;
+        let piece = u32::try_from(abs / pl).map_err(io_error)?;
+        let in_piece = abs % pl;
+        let n = (pl - in_piece).min(self.len - offset).min(max as u64) as usize;
+        Ok(Some(Want {
+            abs,
+            piece,
+            in_piece,
+            buf: crate::chunk::buffer(n),
+        }))
+    }
+
+    /// Step 1: the piece is stored already. The stream, if any, follows the reader so that
+    /// the lookahead stays ahead of it.
+    async fn cached_read(&mut self, want: &mut Want) -> io::Result<bool> {
+        if !self.read_now(want).await? {
+            return Ok(false);
+        }
+        if let Some(spot) = self.spot(want.abs) {
+            self.steering.follow(spot).await;
+        }
+        Ok(true)
+    }
+
+    /// Tells `/events` that a reader waits for `piece`, listening for completions first so
+    /// that none is missed.
+    fn announce(&self, piece: u32) -> broadcast::Receiver<PieceEvent> {
+        let events = self.swarm.events.subscribe();
+        self.swarm
+            .events
+            .publish(self.torrent.ih, piece, PieceEventKind::Wanted);
+        events
+    }
+
+    /// The live torrent (re-added first when `stale` names its generation), keeping the stream
+    /// an add opened for this reader at `spot`.
+    async fn go_live(
+        &mut self,
+        spot: Spot,
+        stale: Option<(u64, &'static str)>,
+    ) -> io::Result<Live> {
+        let (live, primed) = self
+            .torrent
+            .live_for(spot.file, spot.pos, stale)
+            .await
+            .map_err(io_error)?;
         if let Some(stream) = primed {
-            self.cursor = Some(Cursor {
-                generation: live.generation,
-                file,
-                pos,
-                stream,
-            });
+            self.steering.adopt(live.generation, spot, stream);
         }
+        Ok(live)
     }
 
-    fn served(&self, buf: Vec<u8>) -> io::Result<Bytes> {
-        self.engine
+    /// Step 2: librqbit may claim the piece (its have bit) while the cache lacks it. librqbit
+    /// sets the bit just before it hands the piece to the cache, whose writer thread may take a
+    /// while to store it: unless the cache evicted it, that write gets time to land. A claim
+    /// still stale after that makes a repair (a re-add with a bitfield from the cache). Returns
+    /// the generation to steer on, or `None` when the piece was read meanwhile.
+    async fn settle_stale_claim(
+        &mut self,
+        want: &mut Want,
+        spot: Spot,
+        live: Live,
+        events: &mut broadcast::Receiver<PieceEvent>,
+    ) -> io::Result<Option<Live>> {
+        let swarm = self.swarm.clone();
+        let Some(cache) = swarm.storage.cache() else {
+            return Ok(Some(live));
+        };
+        if !librqbit_has(&live.handle, &swarm.api, want.piece) {
+            return Ok(Some(live));
+        }
+        let key = confluence_cache::Key {
+            ih: self.torrent.ih.0,
+            piece: want.piece,
+        };
+        if !cache.was_evicted(key) {
+            loop {
+                let writing = cache.is_writing(key);
+                let landing = Duration::from_millis(300);
+                wait_piece(events, self.torrent.ih, want.piece, landing).await;
+                if self.read_now(want).await? {
+                    return Ok(None);
+                }
+                if !writing {
+                    break;
+                }
+            }
+        }
+        if !librqbit_has(&live.handle, &swarm.api, want.piece) {
+            return Ok(Some(live));
+        }
+        debug!(ih = %self.torrent.ih, piece = want.piece, "librqbit claims a piece the cache lacks");
+        swarm.stats.repairs.fetch_add(1, Ordering::Relaxed);
+        let reason = "the cache dropped pieces librqbit claims";
+        self.go_live(spot, Some((live.generation, reason)))
+            .await
+            .map(Some)
+    }
+
+    /// Step 4: waits for the piece, at most `STALL`. When nothing of the torrent arrived (or
+    /// the window jumped while peers are idle), fails if downloaded data cannot be stored, else
+    /// kicks: librqbit's peers are probably asleep (a peer that found nothing to request sleeps
+    /// 5 s, and a new stream does not wake it), and re-adding reconnects them with this reader's
+    /// window already in place.
+    async fn wait_or_kick(
+        &mut self,
+        want: &mut Want,
+        spot: Spot,
+        live: &Live,
+        jumped: bool,
+        events: &mut broadcast::Receiver<PieceEvent>,
+    ) -> io::Result<()> {
+        let idle = jumped && self.torrent.peers_idle(live);
+        let progress = idle || wait_piece(events, self.torrent.ih, want.piece, STALL).await;
+        let stalled = idle || (!progress && !self.read_now(want).await?);
+        if !stalled {
+            return Ok(());
+        }
+        if let Some(e) = self
+            .swarm
+            .storage
+            .cache()
+            .and_then(|c| c.recent_write_error(STALL))
+        {
+            // A full disk: fail with the reason instead of waiting for a piece that cannot
+            // arrive.
+            return Err(e);
+        }
+        if self.torrent.may_kick(live.generation) {
+            debug!(ih = %self.torrent.ih, piece = want.piece, "no progress; reconnecting peers");
+            self.swarm.stats.kicks.fetch_add(1, Ordering::Relaxed);
+            let reason = "no progress: waking idle peers";
+            self.go_live(spot, Some((live.generation, reason))).await?;
+        }
+        Ok(())
+    }
+
+    fn served(&self, want: Want) -> io::Result<Bytes> {
+        self.swarm
             .stats
             .bytes_served
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        Ok(crate::chunk::into_bytes(buf))
+            .fetch_add(want.buf.len() as u64, Ordering::Relaxed);
+        Ok(crate::chunk::into_bytes(want.buf))
     }
 
-    /// Fills `buf` from the stored piece, if it is there. The file read runs on a blocking
-    /// thread: the engine's runtime has one thread, which every peer connection shares, and a
-    /// read from a slow disk must not stall them.
+    /// Fills the want's buffer from the stored piece, if it is there. The file read runs on a
+    /// blocking thread: the engine's runtime has one thread, which every peer connection
+    /// shares, and a read from a slow disk must not stall them.
     /// (The future holds no `&self`: a `Reader` is not `Sync`.)
     fn read_now<'a>(
         &self,
-        piece: u32,
-        in_piece: u64,
-        buf: &'a mut Vec<u8>,
+        want: &'a mut Want,
     ) -> impl std::future::Future<Output = io::Result<bool>> + Send + 'a {
-        let engine = self.engine.clone();
+        let swarm = self.swarm.clone();
         let info = self.info.clone();
         let live = self.torrent.live_now();
+        let (piece, in_piece, buf) = (want.piece, want.in_piece, &mut want.buf);
         async move {
             let mut owned = std::mem::take(buf);
             let (hit, owned) = tokio::task::spawn_blocking(move || {
-                let ctx = live.as_ref().map(|l| (l.handle.clone(), &engine.api));
-                let hit = engine
+                let ctx = live.as_ref().map(|l| (l.handle.clone(), &swarm.api));
+                let hit = swarm
                     .storage
                     .read(&info, ctx.as_ref(), piece, in_piece, &mut owned);
                 (hit, owned)
             })
             .await
-            .map_err(other)?;
+            .map_err(io_error)?;
             *buf = owned;
             hit
         }
@@ -329,7 +350,7 @@ impl Reader {
     /// Pins the pieces librqbit will fetch for this reader: from its position to the end of the
     /// stream window (clipped to the file the position is in, as librqbit clips it).
     fn move_window(&mut self, abs: u64) {
-        let (Some(cache), Some(w)) = (self.engine.storage.cache(), self.window) else {
+        let (Some(cache), Some(w)) = (self.swarm.storage.cache(), self.window) else {
             return;
         };
         let pl = self.info.piece_length;
@@ -351,60 +372,11 @@ impl Reader {
             .position(|f| f.length > 0 && abs >= f.offset && abs < f.offset + f.length)
     }
 
-    /// Keeps an existing stream at the reader's position after a cache hit, so the lookahead
-    /// follows the reader.
-    async fn follow(&mut self, abs: u64) {
-        if let Some(file) = self.file_at(abs) {
-            if let Some(c) = self.cursor.as_mut().filter(|c| c.file == file) {
-                let pos = abs - self.info.files[file].offset;
-                if c.pos != pos && c.stream.seek(SeekFrom::Start(pos)).await.is_ok() {
-                    c.pos = pos;
-                }
-            }
-        }
-    }
-
-    /// Points this reader's librqbit stream at `abs`, opening one on the live generation if
-    /// needed.
-    /// Returns whether the window jumped (a new stream, or a seek outside the old window):
-    /// librqbit's peers may then be asleep.
-    async fn steer(&mut self, live: &Live, abs: u64) -> io::Result<bool> {
-        let file = self
-            .file_at(abs)
-            .ok_or_else(|| other(anyhow::anyhow!("offset outside the torrent's files")))?;
+    /// Where in which file torrent offset `abs` is.
+    fn spot(&self, abs: u64) -> Option<Spot> {
+        let file = self.file_at(abs)?;
         let pos = abs - self.info.files[file].offset;
-        let reuse = self
-            .cursor
-            .as_ref()
-            .is_some_and(|c| c.generation == live.generation && c.file == file);
-        let mut jumped = !reuse;
-        if !reuse {
-            if let Some(c) = self.cursor.take() {
-                self.torrent.park(c.generation, c.file, c.stream);
-            }
-            let (stream, pos0) = match self.torrent.unpark(live.generation, file) {
-                // Its position is unknown here: seek it in any case below.
-                Some(s) => (s, u64::MAX),
-                None => {
-                    debug!(ih = %self.torrent.ih, file, pos, "opening a librqbit stream");
-                    let s = live.handle.clone().stream(file).await.map_err(other)?;
-                    (Box::new(s) as Stream, 0)
-                }
-            };
-            self.cursor = Some(Cursor {
-                generation: live.generation,
-                file,
-                pos: pos0,
-                stream,
-            });
-        }
-        let c = self.cursor.as_mut().expect("cursor was just set");
-        if c.pos != pos {
-            jumped |= pos < c.pos || pos >= c.pos.saturating_add(STREAM_WINDOW);
-            c.stream.seek(SeekFrom::Start(pos)).await?;
-            c.pos = pos;
-        }
-        Ok(jumped)
+        Some(Spot { file, pos })
     }
 }
 
@@ -412,7 +384,7 @@ impl Reader {
 /// whether the torrent made any progress (some piece of it completed) meanwhile.
 async fn wait_piece(
     events: &mut broadcast::Receiver<PieceEvent>,
-    torrent: &TorrentRef,
+    ih: InfoHash,
     piece: u32,
     timeout: Duration,
 ) -> bool {
@@ -420,7 +392,7 @@ async fn wait_piece(
     let wait = async {
         loop {
             match events.recv().await {
-                Ok(e) if e.ih == torrent.ih && e.kind == PieceEventKind::Complete => {
+                Ok(e) if e.ih == ih && e.kind == PieceEventKind::Complete => {
                     progress = true;
                     if e.piece == piece {
                         return;
@@ -437,67 +409,4 @@ async fn wait_piece(
     };
     let _ = tokio::time::timeout(timeout, wait).await;
     progress
-}
-
-/// One piece of a response body: literal bytes (e.g. a multipart header) or a range of the
-/// reader's selection.
-#[derive(Clone, Debug)]
-pub enum BodyPart {
-    Literal(Bytes),
-    Range { start: u64, len: u64 },
-}
-
-/// The largest chunk handed to a front door at once.
-pub const CHUNK: usize = 256 * 1024;
-
-impl Engine {
-    /// Streams `parts` through `reader` on the engine's runtime. Chunks arrive as soon as each
-    /// piece is verified. Dropping the receiver, or `cancel` resolving (a client that went
-    /// away), ends any wait at once and drops the reader, releasing its torrent reference.
-    pub fn stream_body(
-        &self,
-        mut reader: Reader,
-        parts: Vec<BodyPart>,
-        cancel: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> tokio::sync::mpsc::Receiver<io::Result<Bytes>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        self.inner.rt.spawn(async move {
-            tokio::pin!(cancel);
-            for part in parts {
-                match part {
-                    BodyPart::Literal(b) => {
-                        if tx.send(Ok(b)).await.is_err() {
-                            return;
-                        }
-                    }
-                    BodyPart::Range { start, len } => {
-                        let end = start.saturating_add(len);
-                        let mut pos = start;
-                        while pos < end {
-                            let max = (end - pos).min(CHUNK as u64) as usize;
-                            let chunk = tokio::select! {
-                                r = reader.read(pos, max) => r,
-                                _ = tx.closed() => return,
-                                _ = &mut cancel => return,
-                            };
-                            let chunk = match chunk {
-                                Ok(c) if c.is_empty() => {
-                                    Err(other(anyhow::anyhow!("unexpected end of data")))
-                                }
-                                other => other,
-                            };
-                            let failed = chunk.is_err();
-                            if let Ok(c) = &chunk {
-                                pos += c.len() as u64;
-                            }
-                            if tx.send(chunk).await.is_err() || failed {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        });
-        rx
-    }
 }

@@ -133,8 +133,8 @@ impl Engine {
             };
             n as usize
         ];
-        let inner = &self.inner;
-        match inner.storage.cache() {
+        let swarm = &self.inner.swarm;
+        match swarm.storage.cache() {
             Some(cache) => {
                 for (i, have) in cache.have_pieces(t.ih.0, n).into_iter().enumerate() {
                     states[i].complete = have;
@@ -163,7 +163,7 @@ impl Engine {
                 // One copy of librqbit's bitfield for all pieces (not one per piece).
                 let haves = t
                     .live_now()
-                    .and_then(|live| librqbit_haves(&live.handle, &inner.api));
+                    .and_then(|live| librqbit_haves(&live.handle, &swarm.api));
                 for (s, have) in states.iter_mut().zip(haves.unwrap_or_default()) {
                     s.complete = have;
                 }
@@ -186,6 +186,7 @@ impl Engine {
             references: t.refs.load(Ordering::SeqCst),
             readers: self
                 .inner
+                .swarm
                 .storage
                 .cache()
                 .map_or(0, |c| c.windows(t.ih.0).len()),
@@ -220,10 +221,10 @@ impl Engine {
 
     /// A snapshot of the daemon and every torrent in memory.
     pub fn status(&self) -> Status {
-        let inner = &self.inner;
+        let swarm = &self.inner.swarm;
         Status {
             listen_port: self.listen_addr().port(),
-            dht: inner.session.get_dht().map(|d| {
+            dht: swarm.session.get_dht().map(|d| {
                 let s = d.stats();
                 DhtStatus {
                     id: hex::encode(s.id.0),
@@ -240,9 +241,9 @@ impl Engine {
                 misses: u.misses,
                 evictions: u.evictions,
             }),
-            open_readers: inner.stats.open_readers.load(Ordering::Relaxed),
-            bytes_served: inner.stats.bytes_served.load(Ordering::Relaxed),
-            repairs: inner.stats.repairs.load(Ordering::Relaxed),
+            open_readers: swarm.stats.open_readers.load(Ordering::Relaxed),
+            bytes_served: swarm.stats.bytes_served.load(Ordering::Relaxed),
+            repairs: swarm.stats.repairs.load(Ordering::Relaxed),
             torrents: self
                 .torrents()
                 .iter()
@@ -253,7 +254,7 @@ impl Engine {
 
     /// The torrent with this infohash, if in memory.
     pub fn torrent(&self, ih: &InfoHash) -> Option<Arc<Torrent>> {
-        self.inner.get(ih)
+        self.inner.registry.get(ih)
     }
 }
 

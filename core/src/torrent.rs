@@ -1,10 +1,11 @@
-//! One torrent as the daemon sees it: its metadata (once known), its trackers, the requests that
-//! hold it, and its presence in the librqbit session.
+//! One torrent as the daemon sees it: its metadata (once known), its trackers, and its presence
+//! in the librqbit session.
 //!
 //! A torrent is *known* as soon as a request names it and *live* while librqbit has it. Going
 //! live (an add), re-adding after the cache dropped a piece librqbit believes it has (a repair)
 //! and leaving the session all run under one async mutex per torrent, so concurrent requests
-//! share one add and never race a removal.
+//! share one add and never race a removal. Which torrents exist, and for how long, is the
+//! registry's business: a torrent only reaches the daemon through its [`Host`].
 
 use std::{
     sync::{
@@ -15,26 +16,17 @@ use std::{
 };
 
 use anyhow::Context;
-use librqbit::{AddTorrent, AddTorrentOptions};
-
-/// A librqbit `FileStream` (not nameable: librqbit does not re-export its type), used as a
-/// cursor that steers downloads.
-pub type Stream = Box<dyn tokio::io::AsyncSeek + Send + Unpin>;
-
-/// librqbit's handle of a torrent in its session.
-pub type ManagedTorrentHandle = Arc<librqbit::ManagedTorrent>;
 use parking_lot::Mutex;
 use tokio::{io::AsyncSeekExt, sync::watch};
 use tracing::{debug, info, warn};
 
 use crate::{
-    engine::Inner,
     ident::InfoHash,
-    metainfo::{build_torrent, parse_info, Info, Metainfo},
+    metainfo::{parse_info, Info, Metainfo},
+    parked::{ParkedStreams, Stream, PARK_FOR},
+    rqbit::{self, is_errored, AddFrom, ManagedTorrentHandle},
+    swarm::Swarm,
 };
-
-/// The id of the next torrent added to the librqbit session (see [`Torrent::add`]).
-static NEXT_SESSION_ID: AtomicUsize = AtomicUsize::new(0);
 
 /// The librqbit handle of a live torrent and its generation: every (re-)add is a new
 /// generation, and a reader's stream belongs to the generation it was opened on.
@@ -44,10 +36,23 @@ pub struct Live {
     pub handle: ManagedTorrentHandle,
 }
 
+/// Stores a torrent's metainfo (the registry decides what the store may drop to make room).
+pub(crate) type SaveMetainfo =
+    Arc<dyn Fn(&InfoHash, &Metainfo) -> std::io::Result<()> + Send + Sync>;
+
+/// What a torrent needs of the daemon, and nothing more: the session it lives in, and a place
+/// for the metainfo it learns from peers. The session is held weakly: a torrent outliving the
+/// engine (a reference kept past shutdown) fails its adds instead of keeping the session alive.
+#[derive(Clone)]
+pub(crate) struct Host {
+    pub(crate) swarm: Weak<Swarm>,
+    pub(crate) save_metainfo: SaveMetainfo,
+}
+
 /// A torrent known to the daemon (see the module doc).
 pub struct Torrent {
     pub ih: InfoHash,
-    pub(crate) engine: Weak<Inner>,
+    host: Host,
     info: watch::Sender<Option<Arc<Info>>>,
     /// Announce tiers used when the torrent is (re-)added.
     trackers: Mutex<Vec<Vec<String>>>,
@@ -55,71 +60,18 @@ pub struct Torrent {
     trackers_epoch: watch::Sender<u64>,
     /// Bumped when the torrent leaves the session: a magnet add still resolving gives up.
     leaving: watch::Sender<u64>,
-    /// Held references (requests, open files). Changed under the engine's torrent map lock.
+    /// Held references (requests, open files). Counted by the registry, under its map lock;
+    /// read here to tell whether the torrent was wanted again while it was leaving.
     pub(crate) refs: AtomicUsize,
     live: tokio::sync::Mutex<Option<Live>>,
     generation: AtomicU64,
     resolver: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Streams of readers that finished recently, kept steering downloads for a while (see
-    /// `park`).
-    parked: Mutex<Vec<Parked>>,
+    /// Streams of readers that finished recently, kept steering downloads for a while.
+    parked: ParkedStreams,
     /// When the torrent was last added to the session (peers need time to connect).
     added_at: Mutex<std::time::Instant>,
     /// The creation date of the metainfo, when known (FUSE mtime).
     pub creation_date: Mutex<Option<i64>>,
-}
-
-/// A stream a finished reader left behind.
-struct Parked {
-    id: u64,
-    generation: u64,
-    file: usize,
-    stream: Stream,
-}
-
-/// How long a finished reader's stream keeps steering downloads, and how many are kept.
-const PARK_FOR: Duration = Duration::from_secs(10);
-const MAX_PARKED: usize = 4;
-
-static PARK_ID: AtomicU64 = AtomicU64::new(0);
-
-/// A reference on a torrent: while one exists the torrent stays; the last one's drop starts the
-/// grace period after which the torrent leaves the session.
-pub struct TorrentRef {
-    torrent: Arc<Torrent>,
-}
-
-impl std::ops::Deref for TorrentRef {
-    type Target = Arc<Torrent>;
-    fn deref(&self) -> &Arc<Torrent> {
-        &self.torrent
-    }
-}
-
-impl Clone for TorrentRef {
-    fn clone(&self) -> Self {
-        self.torrent.refs.fetch_add(1, Ordering::SeqCst);
-        Self {
-            torrent: self.torrent.clone(),
-        }
-    }
-}
-
-impl Drop for TorrentRef {
-    fn drop(&mut self) {
-        if let Some(engine) = self.torrent.engine.upgrade() {
-            engine.release_later(self.torrent.clone());
-        } else {
-            self.torrent.refs.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl TorrentRef {
-    /// Only the engine creates references (it counts them under its lock).
-    pub(crate) fn new(torrent: Arc<Torrent>) -> Self {
-        Self { torrent }
-    }
 }
 
 fn merge_tiers(into: &mut Vec<Vec<String>>, tiers: &[Vec<String>]) -> bool {
@@ -139,10 +91,10 @@ fn merge_tiers(into: &mut Vec<Vec<String>>, tiers: &[Vec<String>]) -> bool {
 }
 
 impl Torrent {
-    pub(crate) fn new(ih: InfoHash, engine: Weak<Inner>) -> Self {
+    pub(crate) fn new(ih: InfoHash, host: Host) -> Self {
         Self {
             ih,
-            engine,
+            host,
             info: watch::channel(None).0,
             trackers: Mutex::new(Vec::new()),
             trackers_epoch: watch::channel(0).0,
@@ -151,14 +103,17 @@ impl Torrent {
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             resolver: Mutex::new(None),
-            parked: Mutex::new(Vec::new()),
+            parked: ParkedStreams::default(),
             added_at: Mutex::new(std::time::Instant::now()),
             creation_date: Mutex::new(None),
         }
     }
 
-    fn engine(&self) -> anyhow::Result<Arc<Inner>> {
-        self.engine.upgrade().context("the daemon is shutting down")
+    fn swarm(&self) -> anyhow::Result<Arc<Swarm>> {
+        self.host
+            .swarm
+            .upgrade()
+            .context("the daemon is shutting down")
     }
 
     /// The metadata, if known.
@@ -245,9 +200,9 @@ impl Torrent {
         if slot.as_ref().is_some_and(|h| !h.is_finished()) || self.info().is_some() {
             return;
         }
-        let Ok(engine) = self.engine() else { return };
+        let Ok(swarm) = self.swarm() else { return };
         let this = Arc::downgrade(self);
-        *slot = Some(engine.rt.spawn(async move {
+        *slot = Some(swarm.rt.spawn(async move {
             let mut backoff = Duration::from_millis(500);
             loop {
                 let Some(t) = this.upgrade() else { return };
@@ -310,7 +265,7 @@ impl Torrent {
         prime: Option<(usize, u64)>,
     ) -> anyhow::Result<(Live, Option<Stream>)> {
         let this = self.clone();
-        let rt = self.engine()?.rt.clone();
+        let rt = self.swarm()?.rt.clone();
         rt.spawn(async move { this.ensure_live_now(stale, prime).await })
             .await
             .context("the add task failed")?
@@ -340,7 +295,7 @@ impl Torrent {
                 let mut stream = handle.clone().stream(file).await?;
                 stream.seek(std::io::SeekFrom::Start(pos)).await?;
                 if handle.is_paused() {
-                    self.engine()?.session.unpause(&handle).await?;
+                    self.swarm()?.session.unpause(&handle).await?;
                 }
                 Some(Box::new(stream) as Stream)
             }
@@ -394,10 +349,9 @@ impl Torrent {
     /// Whether librqbit has connected peers but is downloading nothing: they found nothing to
     /// request and sleep, so a new window will not be served until they wake.
     pub fn peers_idle(&self, live: &Live) -> bool {
-        let quiet = self.engine().is_ok_and(|e| {
-            e.progress
-                .lock()
-                .get(&self.ih)
+        let quiet = self.swarm().is_ok_and(|s| {
+            s.events
+                .last_progress(&self.ih)
                 .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(300))
         });
         quiet
@@ -408,45 +362,26 @@ impl Torrent {
                 .is_some_and(|l| l.snapshot.peer_stats.live > 0)
     }
 
-    /// Keeps a finished reader's stream for `PARK_FOR`. Without an open stream librqbit drops
-    /// its peers as "not needed", and the next request (an HTTP player issues one per seek)
-    /// must reconnect and wait for the seeder's bitfield; with it, the peers stay connected and
-    /// keep fetching the lookahead, and the next reader adopts the stream.
-    pub(crate) fn park(&self, generation: u64, file: usize, stream: Stream) {
-        let Ok(engine) = self.engine() else { return };
+    /// Keeps a finished reader's stream for `PARK_FOR` (see [`crate::parked`]), if it belongs
+    /// to the current generation.
+    pub(crate) fn park(self: &Arc<Self>, generation: u64, file: usize, stream: Stream) {
+        let Ok(swarm) = self.swarm() else { return };
         if self.live_now().is_none_or(|l| l.generation != generation) {
             return;
         }
-        let id = PARK_ID.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut parked = self.parked.lock();
-            if parked.len() >= MAX_PARKED {
-                parked.remove(0);
-            }
-            parked.push(Parked {
-                id,
-                generation,
-                file,
-                stream,
-            });
-        }
-        let this = self.engine.clone();
-        let ih = self.ih;
-        engine.rt.spawn(async move {
+        let id = self.parked.park(generation, file, stream);
+        let this = Arc::downgrade(self);
+        swarm.rt.spawn(async move {
             tokio::time::sleep(PARK_FOR).await;
-            if let Some(t) = this.upgrade().and_then(|e| e.get(&ih)) {
-                t.parked.lock().retain(|p| p.id != id);
+            if let Some(t) = this.upgrade() {
+                t.parked.expire(id);
             }
         });
     }
 
     /// A parked stream of this generation on `file`, if any (the newest).
     pub(crate) fn unpark(&self, generation: u64, file: usize) -> Option<Stream> {
-        let mut parked = self.parked.lock();
-        let i = parked
-            .iter()
-            .rposition(|p| p.generation == generation && p.file == file)?;
-        Some(parked.remove(i).stream)
+        self.parked.unpark(generation, file)
     }
 
     /// Takes the torrent out of the session (its data stays in the cache). A magnet add that
@@ -463,15 +398,15 @@ impl Torrent {
             }
             return;
         }
-        self.parked.lock().clear();
+        self.parked.clear();
         let live = guard.take();
         let stopped = self.stopped_announce(live.as_ref());
         self.remove_from_session(live).await;
         if let Some(announce) = stopped {
             announce.await;
         }
-        if let Ok(engine) = self.engine() {
-            engine.storage.forget(&self.ih, self.info().as_deref());
+        if let Ok(swarm) = self.swarm() {
+            swarm.storage.forget(&self.ih, self.info().as_deref());
         }
     }
 
@@ -481,95 +416,41 @@ impl Torrent {
         live: Option<&Live>,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let live = live?;
-        let engine = self.engine().ok()?;
-        if engine.config.disable_trackers {
+        let swarm = self.swarm().ok()?;
+        if swarm.disable_trackers {
             return None;
         }
         let tiers = self.trackers();
         let (ih, peer_id, port) = (
             self.ih,
             live.handle.shared().peer_id.0,
-            engine.listen_addr.port(),
+            swarm.listen_addr.port(),
         );
         Some(async move { crate::announce::announce_stopped(&tiers, ih, peer_id, port).await })
     }
 
     async fn remove_from_session(&self, _live: Option<Live>) {
-        let Ok(engine) = self.engine() else { return };
-        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(self.ih.0));
-        if engine.session.get(id).is_some() {
-            if let Err(e) = engine.session.delete(id, false).await {
-                warn!(ih = %self.ih, "removing torrent from the session: {e:#}");
-            }
+        if let Ok(swarm) = self.swarm() {
+            rqbit::remove(&swarm, &self.ih).await;
         }
     }
 
     /// Adds the torrent to librqbit: from its metainfo when known (with a fastresume bitfield
     /// written from the cache, so nothing is re-hashed), else from a magnet (peers supply it).
     async fn add(&self, paused: bool) -> anyhow::Result<ManagedTorrentHandle> {
-        let engine = self.engine()?;
-        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(self.ih.0));
-        if let Some(h) = engine.session.get(id) {
-            if is_errored(&h) {
-                // An earlier add failed (e.g. on a full disk) and librqbit kept the torrent in
-                // its error state: every request would get that old error until the torrent
-                // idled out. Remove it and add it afresh.
-                warn!(ih = %self.ih, "an earlier add left the torrent in an error state; adding it again");
-                self.remove_from_session(None).await;
-            } else {
-                // A resolver that was stopped after librqbit registered the torrent.
-                initialized(&h).await?;
-                self.adopt_metadata(&engine, &h);
-                return Ok(h);
-            }
-        }
-        let opts = AddTorrentOptions {
-            // librqbit's JSON persistence picks a new torrent's id as the largest stored id + 1,
-            // so two torrents added at once get the same id, and the second add returns the
-            // first torrent's handle ("already managed"). Our own ids never collide.
-            preferred_id: Some(NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed)),
-            paused,
-            // Re-announce every minute instead of the tracker's interval (often 15–30 min): a
-            // client that drew only dead peers from the tracker must not wait that long.
-            force_tracker_interval: Some(std::time::Duration::from_secs(60)),
-            only_files: Some(vec![]),
-            overwrite: true,
-            output_folder: Some(
-                engine
-                    .storage
-                    .output_folder(&self.ih, self.info().as_deref()),
-            ),
-            disable_trackers: engine.config.disable_trackers,
-            ..Default::default()
+        let swarm = self.swarm()?;
+        let info = self.info();
+        let from = match (&info, self.metainfo()) {
+            (Some(info), Some(m)) => AddFrom::Metainfo(info, m),
+            _ => AddFrom::Magnet(rqbit::magnet(&self.ih, &self.trackers())),
         };
-        let add = match self.metainfo() {
-            Some(m) => {
-                engine.storage.prepare_add(&self.ih, self.info().as_deref());
-                AddTorrent::from_bytes(build_torrent(&m))
-            }
-            None => {
-                engine.storage.prepare_add(&self.ih, None);
-                AddTorrent::from_url(self.magnet())
-            }
-        };
-        let resp = engine
-            .session
-            .add_torrent(add, Some(opts))
-            .await
-            .context("adding the torrent to the session")?;
-        let handle = resp.into_handle().context("librqbit returned no handle")?;
-        anyhow::ensure!(
-            handle.info_hash().0 == self.ih.0,
-            "librqbit returned the handle of another torrent ({})",
-            hex::encode(handle.info_hash().0)
-        );
-        initialized(&handle).await?;
-        self.adopt_metadata(&engine, &handle);
+        let handle = rqbit::add(&swarm, &self.ih, from, paused).await?;
+        self.adopt_metadata(&handle);
         Ok(handle)
     }
 
     /// After a magnet add: keep the metadata peers gave and store it.
-    fn adopt_metadata(&self, engine: &Inner, handle: &ManagedTorrentHandle) {
+    fn adopt_metadata(&self, handle: &ManagedTorrentHandle) {
         if self.info().is_some() {
             return;
         }
@@ -579,7 +460,7 @@ impl Torrent {
         match self.set_info_bytes(&meta.info_bytes) {
             Ok(_) => {
                 if let Some(m) = self.metainfo() {
-                    if let Err(e) = engine.save_metainfo(&self.ih, &m) {
+                    if let Err(e) = (self.host.save_metainfo)(&self.ih, &m) {
                         warn!(ih = %self.ih, "cannot store metainfo: {e}");
                     }
                 }
@@ -587,45 +468,6 @@ impl Torrent {
             Err(e) => warn!(ih = %self.ih, "metadata from peers rejected: {e:#}"),
         }
     }
-
-    fn magnet(&self) -> String {
-        let mut m = format!("magnet:?xt=urn:btih:{}", self.ih);
-        for tier in self.trackers() {
-            for tr in tier {
-                m.push_str("&tr=");
-                m.push_str(
-                    &percent_encoding::utf8_percent_encode(&tr, percent_encoding::NON_ALPHANUMERIC)
-                        .to_string(),
-                );
-            }
-        }
-        m
-    }
-}
-
-/// librqbit's `wait_until_initialized`, with a full disk still recognisable by type: librqbit
-/// reports a failed initialization as text (`bail!("{e:?}")`), so the cause is read from the
-/// torrent's error state, whose chain keeps the I/O error (front doors answer 507 / ENOSPC).
-async fn initialized(h: &ManagedTorrentHandle) -> anyhow::Result<()> {
-    let Err(e) = h.wait_until_initialized().await else {
-        return Ok(());
-    };
-    let full = h.with_state(|s| match s {
-        librqbit::ManagedTorrentState::Error(cause) => cause
-            .chain()
-            .filter_map(|c| c.downcast_ref::<std::io::Error>())
-            .any(crate::reader::is_storage_full),
-        _ => false,
-    });
-    if full {
-        let kind = std::io::ErrorKind::StorageFull;
-        return Err(std::io::Error::new(kind, format!("{e:#}")).into());
-    }
-    Err(e)
-}
-
-fn is_errored(h: &ManagedTorrentHandle) -> bool {
-    h.with_state(|s| matches!(s, librqbit::ManagedTorrentState::Error(_)))
 }
 
 #[cfg(test)]

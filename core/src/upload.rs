@@ -291,7 +291,7 @@ impl Engine {
     /// the torrent it answers with could not be served); `None` (only the disk bounds it) with
     /// `-fileDir` or `-unlimitedCache`.
     pub fn upload_limit(&self) -> Option<u64> {
-        self.inner.storage.cache()?;
+        self.inner.swarm.storage.cache()?;
         self.inner.config.cache_capacity
     }
 
@@ -323,12 +323,10 @@ impl Engine {
     /// for a first request.
     fn seed_upload(&self, ih: InfoHash, info: Arc<Info>) {
         let inner = &self.inner;
-        let _rt = inner.rt.enter();
+        let _rt = inner.swarm.rt.enter();
         // Its metadata comes along: never a pending torrent, so never capped.
-        let Ok((tref, _)) = inner.acquire_with(ih, &[], Some(info), false) else {
-            return;
-        };
-        inner.rt.spawn(async move {
+        let (tref, _) = inner.registry.acquire_with_info(ih, Some(info));
+        inner.swarm.rt.spawn(async move {
             match tref.live().await {
                 Ok(_) => info!(ih = %tref.ih, "-seed: seeding the upload"),
                 Err(e) => warn!(ih = %tref.ih, "-seed: cannot seed the upload: {e:#}"),
@@ -347,7 +345,7 @@ impl Engine {
         let total: u64 = files.iter().map(|f| f.length).sum();
         let mut buf = vec![0u8; piece_length as usize];
         let inner = &self.inner;
-        let cache = inner.storage.cache().cloned();
+        let cache = inner.swarm.storage.cache().cloned();
         let info = Arc::new(
             parse_info(&info_bytes)
                 .map_err(|e| io::Error::other(format!("the built info does not parse: {e}")))?,
@@ -364,7 +362,7 @@ impl Engine {
             created_by: Some(CREATED_BY.into()),
             ..Metainfo::default()
         };
-        if let Err(e) = inner.save_metainfo(&ih, &bare) {
+        if let Err(e) = inner.registry.save_metainfo(&ih, &bare) {
             warn!(%ih, "upload: cannot store metainfo: {e}");
             return Err(e.into());
         }
@@ -399,7 +397,7 @@ impl Engine {
                 }
             }
             None => {
-                let folder = PathBuf::from(inner.storage.output_folder(&ih, Some(&info)));
+                let folder = PathBuf::from(inner.swarm.storage.output_folder(&ih, Some(&info)));
                 for (i, f) in files.iter().enumerate() {
                     let rel = info
                         .safe_relative_path(i)
