@@ -143,26 +143,40 @@ class Player:
             self.result["rebuffer_s"] += last - t_stall
 
     def run(self, url, t0):
-        """t0: when play was pressed (before the torrent was added). Returns the result dict."""
+        """t0: when play was pressed (before the torrent was added). Returns the result dict;
+        raises Failed naming the phase (header, index, startup, play, seek) that failed."""
+        self.phase = "header"
+        try:
+            return self.phases(url, t0)
+        except Exception as e:  # noqa: BLE001
+            raise Failed(f"{self.phase} at {time.monotonic() - t0:.1f} s: {e}") from e
+        finally:
+            self.payload.close()
+
+    def phases(self, url, t0):
         read_exact(url, 0, HEADER, self.payload)
+        self.phase = "index"
         read_exact(url, self.size - INDEX, self.size, self.payload)
         self.playhead = HEADER
         reader = Reader(url, HEADER, self.size, self.payload, self.ahead)
         reader.start()
         try:
+            self.phase = "startup"
             self.buffer_until(reader, STARTUP_SECS)
             self.result["startup_s"] = time.monotonic() - t0
+            self.phase = "play"
             self.play(reader, PLAY_BEFORE_SEEK)
             reader.stop()
             t_seek = time.monotonic()
             self.playhead = int(self.size * SEEK_AT)
             reader = Reader(url, int(self.playhead), self.size, self.payload, self.ahead)
             reader.start()
+            self.phase = "seek"
             self.buffer_until(reader, STARTUP_SECS)
             self.result["seek_s"] = time.monotonic() - t_seek
+            self.phase = "play after the seek"
             self.play(reader, PLAY_AFTER_SEEK)
         finally:
             reader.stop()
             reader.join(5)
-            self.payload.close()
         return self.result
