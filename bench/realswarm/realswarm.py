@@ -291,12 +291,15 @@ def main():
     ap.add_argument("--rqbit", help="path of the rqbit binary (default: PATH, then target-rqbit/inst/bin)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds a run may take (default 120)")
     ap.add_argument("--no-build", action="store_true", help="use target/release/confluence as it is")
+    ap.add_argument("--bin", help="the confluence binary to measure (implies --no-build; default target/release/confluence)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs) after the run")
     ap.add_argument("--out", default=RESULTS, help=f"results JSON (default {RESULTS})")
     ap.add_argument("--inside", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.profile and not set(args.profile.split(",")) <= set(pf.PROFILES):
         sys.exit(f"realswarm: unknown profile {args.profile!r}; known: {', '.join(pf.PROFILES)}")
+    if args.bin:
+        args.no_build, bench.BIN = True, os.path.abspath(args.bin)
     if args.inside:
         inside(args)
     else:
