@@ -244,8 +244,14 @@ impl Reader {
                 Err(e) => return Err(e),
             };
             let idle = jumped && self.torrent.peers_idle(&live);
+            let fetched = live.fetched();
             let progress = idle || wait_piece(&mut events, &self.torrent, piece, STALL).await;
-            let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf).await?);
+            // Blocks arriving count as progress: with slow peers no piece may complete within
+            // STALL, and re-adding then would drop every connection and partial piece, forever.
+            let stalled = idle
+                || (!progress
+                    && live.fetched() == fetched
+                    && !self.read_now(piece, in_piece, &mut buf).await?);
             if let Some(e) = self
                 .engine
                 .storage

@@ -44,6 +44,17 @@ pub struct Live {
     pub handle: ManagedTorrentHandle,
 }
 
+impl Live {
+    /// Bytes librqbit received for this generation, verified or not: the progress a slow swarm
+    /// shows long before a piece completes.
+    pub fn fetched(&self) -> u64 {
+        self.handle
+            .stats()
+            .live
+            .map_or(0, |l| l.snapshot.fetched_bytes)
+    }
+}
+
 /// A torrent known to the daemon (see the module doc).
 pub struct Torrent {
     pub ih: InfoHash,
