@@ -246,12 +246,7 @@ impl Reader {
             let idle = jumped && self.torrent.peers_idle(&live);
             let fetched = live.fetched();
             let progress = idle || wait_piece(&mut events, &self.torrent, piece, STALL).await;
-            // Blocks arriving count as progress: with slow peers no piece may complete within
-            // STALL, and re-adding then would drop every connection and partial piece, forever.
-            let stalled = idle
-                || (!progress
-                    && live.fetched() == fetched
-                    && !self.read_now(piece, in_piece, &mut buf).await?);
+            let stalled = idle || (!progress && !self.read_now(piece, in_piece, &mut buf).await?);
             if let Some(e) = self
                 .engine
                 .storage
@@ -263,7 +258,11 @@ impl Reader {
                 // of waiting for a piece that cannot arrive.
                 return Err(e);
             }
-            if stalled && self.torrent.may_kick(live.generation) {
+            // Blocks arriving mean the peers are awake: with slow peers no piece may complete
+            // within STALL, and re-adding then would drop every connection and partial piece,
+            // again and again.
+            let asleep = idle || (stalled && live.fetched() == fetched);
+            if asleep && self.torrent.may_kick(live.generation) {
                 // Nothing at all arrived: librqbit's peers are probably asleep (a peer that
                 // found nothing to request sleeps 5 s, and a new stream does not wake it).
                 // Re-adding reconnects them with this reader's window already in place.
