@@ -287,6 +287,7 @@ impl Reader {
         events: &mut broadcast::Receiver<PieceEvent>,
     ) -> io::Result<()> {
         let idle = jumped && self.torrent.peers_idle(live);
+        let fetched = live.fetched();
         let progress = idle || wait_piece(events, self.torrent.ih, want.piece, STALL).await;
         let stalled = idle || (!progress && !self.read_now(want).await?);
         if !stalled {
@@ -302,7 +303,11 @@ impl Reader {
             // arrive.
             return Err(e);
         }
-        if self.torrent.may_kick(live.generation) {
+        // Blocks arriving mean the peers are awake: with slow peers no piece may complete
+        // within STALL, and re-adding then would drop every connection and partial piece,
+        // again and again.
+        let asleep = idle || live.fetched() == fetched;
+        if asleep && self.torrent.may_kick(live.generation) {
             debug!(ih = %self.torrent.ih, piece = want.piece, "no progress; reconnecting peers");
             self.swarm.stats.kicks.fetch_add(1, Ordering::Relaxed);
             let reason = "no progress: waking idle peers";

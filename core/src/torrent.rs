@@ -36,6 +36,17 @@ pub struct Live {
     pub handle: ManagedTorrentHandle,
 }
 
+impl Live {
+    /// Bytes librqbit received for this generation, verified or not: the progress a slow swarm
+    /// shows long before a piece completes.
+    pub fn fetched(&self) -> u64 {
+        self.handle
+            .stats()
+            .live
+            .map_or(0, |l| l.snapshot.fetched_bytes)
+    }
+}
+
 /// Stores a torrent's metainfo (the registry decides what the store may drop to make room).
 pub(crate) type SaveMetainfo =
     Arc<dyn Fn(&InfoHash, &Metainfo) -> std::io::Result<()> + Send + Sync>;

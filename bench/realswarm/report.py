@@ -1,0 +1,64 @@
+"""The real-swarm benchmark's table: medians with min-max beside the ideal, in Markdown."""
+
+import statistics
+
+
+def stat(runs, key):
+    v = [r[key] for r in runs if key in r]
+    if not v:
+        return None
+    return statistics.median(v), min(v), max(v)
+
+
+def cell(s, fmt="{:.2f}"):
+    if s is None:
+        return "-"
+    med, lo, hi = s
+    return f"{fmt.format(med)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def ratio(s, base):
+    return "-" if s is None or not base else f"{s[0] / base:.1f}×"
+
+
+def table(rows):
+    out = ["| profile @ bitrate | client | runs ok / failed | startup s | × ideal | rebuffers | rebuffer s "
+           "| seek-to-resume s | × ideal |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for key, row in rows.items():
+        ideal = row["ideal"]
+        out.append(f"| {key} ({row['bitrate_MiBps']:.2f} MiB/s) | **ideal** | | {ideal['startup_s']:.2f} | 1× | 0 "
+                   f"| 0 | {ideal['seek_s']:.2f} | 1× |")
+        for tool, res in row["tools"].items():
+            runs = res["runs"]
+            st, sk = stat(runs, "startup_s"), stat(runs, "seek_s")
+            out.append(f"| | {tool} | {len(runs)} / {len(res['failures'])} | {cell(st)} | "
+                       f"{ratio(st, ideal['startup_s'])} | {cell(stat(runs, 'rebuffers'), '{:g}')} | "
+                       f"{cell(stat(runs, 'rebuffer_s'))} | {cell(sk)} | {ratio(sk, ideal['seek_s'])} |")
+    return "\n".join(out)
+
+
+def versus(rows, ours="confluence", peer="rqbit"):
+    """confluence's median over rqbit's, per profile (the issue's targets are ≤ 0.8×)."""
+    out = []
+    for key, row in rows.items():
+        t = row["tools"]
+        if ours not in t or peer not in t:
+            continue
+        parts = []
+        for m in ("startup_s", "seek_s", "rebuffer_s"):
+            a, b = stat(t[ours]["runs"], m), stat(t[peer]["runs"], m)
+            if a and b and b[0] > 0:
+                parts.append(f"{m.replace('_s', '')} {a[0] / b[0]:.2f}×")
+        if parts:
+            out.append(f"- {key}: {ours} / {peer}: " + ", ".join(parts))
+    return "\n".join(out)
+
+
+def failures(rows):
+    out = []
+    for key, row in rows.items():
+        for tool, res in row["tools"].items():
+            for f in res["failures"]:
+                out.append(f"- {key} {tool}: {f}")
+    return "\n".join(out)
