@@ -118,6 +118,17 @@ fn ls_root_and_unknown_infohash() {
         !st.expect("sh ends").success() && err.contains("Read-only"),
         "append: {err}"
     );
+
+    // Issue 18: the daemon (root) raised the mount's readahead past the kernel's 128 KiB, so a
+    // sequential reader has several large reads in flight.
+    let dev = metadata(&f.mnt.0).expect("stat of the mount").dev();
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let ra = fs::read_to_string(&bdi).unwrap_or_else(|e| panic!("{bdi}: {e}"));
+    assert_eq!(ra.trim(), "8192", "{bdi}");
     f.daemon.assert_healthy();
 }
 

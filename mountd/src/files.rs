@@ -15,7 +15,9 @@ use std::{
     },
 };
 
+use bytes::Bytes;
 use confluence_core::Reader;
+use fuser::ReplyData;
 use parking_lot::Mutex;
 
 /// One open file: its reader, used by one read at a time.
@@ -77,17 +79,38 @@ impl Handles {
 }
 
 /// Reads `size` bytes at `offset`, fewer only at the end of the file. FUSE wants the whole
-/// request answered (a short reply reads as end of file), so this loops over pieces.
-pub(crate) async fn read_full(reader: &mut Reader, offset: u64, size: u32) -> io::Result<Vec<u8>> {
-    let want = (size as u64).min(reader.len().saturating_sub(offset)) as usize;
-    let mut out = Vec::with_capacity(want);
-    while out.len() < want {
-        let pos = offset + out.len() as u64;
-        let chunk = reader.read(pos, want - out.len()).await?;
+/// request answered (a short reply reads as end of file), so this loops over pieces. The chunks
+/// are returned as the reader handed them out: joining them is left to [`reply`], off the
+/// engine's runtime.
+pub(crate) async fn read_full(
+    reader: &mut Reader,
+    offset: u64,
+    size: u32,
+) -> io::Result<Vec<Bytes>> {
+    let want = (size as u64).min(reader.len().saturating_sub(offset));
+    let mut chunks = Vec::new();
+    let mut got = 0;
+    while got < want {
+        let chunk = reader.read(offset + got, (want - got) as usize).await?;
         if chunk.is_empty() {
             break;
         }
-        out.extend_from_slice(&chunk);
+        got += chunk.len() as u64;
+        chunks.push(chunk);
     }
-    Ok(out)
+    Ok(chunks)
+}
+
+/// Answers a read with `chunks`, in one piece. Call it on a blocking thread, not on the engine's
+/// runtime: the reply is a `writev` to `/dev/fuse` in which the kernel copies the data into the
+/// page cache (about as long as a disk-cached read of it), and a request spanning pieces has to
+/// be joined first; the engine's runtime is one thread that every peer connection shares, so
+/// this work there would slow the download the reader waits for. (HTTP's body likewise leaves
+/// the copy and the socket write to actix's threads.)
+pub(crate) fn reply(chunks: Vec<Bytes>, reply: ReplyData) {
+    match chunks.as_slice() {
+        [] => reply.data(&[]),
+        [one] => reply.data(one),
+        many => reply.data(&many.concat()),
+    }
 }

@@ -15,8 +15,9 @@ pub(crate) struct Fs(pub Arc<Shared>);
 
 impl Filesystem for Fs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // The largest readahead the kernel allows, parallel lookups (a lookup waiting for a
-        // torrent's metadata must not hold up the rest of the root), and many reads in flight.
+        // The largest readahead the kernel allows here (its default, 128 KiB: raised after INIT,
+        // see `readahead`), parallel lookups (a lookup waiting for a torrent's metadata must not
+        // hold up the rest of the root), and many reads in flight.
         if let Err(max) = config.set_max_readahead(u32::MAX) {
             let _ = config.set_max_readahead(max);
         }

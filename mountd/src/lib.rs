@@ -5,6 +5,7 @@
 //!   for blocked readers.
 //! - `fs`: the `fuser::Filesystem`, handing each operation to `ops`.
 //! - `ops`: what the operations do (answered from the engine's runtime when they must wait).
+//! - `readahead`: the kernel's readahead for the mount, raised past its 128 KiB default.
 //! - `tree`: inode numbers, over each torrent's directory tree (`confluence_core::tree`).
 //! - `files`: open files (one core `Reader` each) and root listings.
 //! - `wait`: waits that end when the caller is signalled or the mount shuts down.
@@ -13,6 +14,7 @@ mod files;
 mod fs;
 pub mod mount;
 mod ops;
+mod readahead;
 mod tree;
 mod wait;
 

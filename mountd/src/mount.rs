@@ -15,7 +15,7 @@ use fuser::{BackgroundSession, Config, MountOption, SessionACL};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::{files::Handles, fs::Fs, ops::Shared, tree::Table, wait::Stop};
+use crate::{files::Handles, fs::Fs, ops::Shared, readahead, tree::Table, wait::Stop};
 
 const DEV_FUSE: &str = "/dev/fuse";
 
@@ -255,6 +255,7 @@ impl Mount {
                 )),
                 _ => MountError::Other(format!("mounting {}: {e}", dir.display())),
             })?;
+        readahead::raise(&dir);
         info!("FUSE mount at {}", dir.display());
         Ok(Mount {
             dir,

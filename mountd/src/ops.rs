@@ -12,7 +12,7 @@ use fuser::{
 use tracing::debug;
 
 use crate::{
-    files::{read_full, Handles},
+    files::{self, read_full, Handles},
     tree::{Node, Table, Tree, ROOT},
     wait::{interruptible, Stop},
 };
@@ -303,7 +303,10 @@ impl Shared {
             })
             .await;
             match r {
-                Ok(Ok(data)) => reply.data(&data),
+                Ok(Ok(chunks)) => {
+                    // Off this (single-threaded) runtime: see `files::reply`.
+                    tokio::task::spawn_blocking(move || files::reply(chunks, reply));
+                }
                 Ok(Err(e)) => {
                     debug!("read failed: {e}");
                     reply.error(Errno::EIO)
