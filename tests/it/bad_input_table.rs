@@ -24,7 +24,7 @@ use std::{
 };
 
 use common::{
-    assert_one_line,
+    assert_no_panic, assert_one_line,
     fuse::{bounded, can_mount, Fuse},
     qenc, raw_request, serial, swarm, Daemon, Resp,
 };
@@ -153,12 +153,6 @@ fn check(r: &Resp, want: &Want) -> Result<(), String> {
             r.header("location")
         )),
     }
-}
-
-/// The daemon's log must not show a panic.
-fn assert_no_panic(d: &Daemon) {
-    let n = d.log_count("panicked");
-    assert_eq!(n, 0, "the daemon panicked:\n{}", d.log_tail(40));
 }
 
 /// Runs every case against `d` (health-checked after each); returns how many ran.

@@ -19,7 +19,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{assert_bytes_eq, bdecode, penc_path, qenc, serial, sha1_hex, swarm, Resp};
+use common::{
+    assert_bytes_eq, bdecode, form::upload_form, penc_path, qenc, serial, sha1_hex, swarm, Resp,
+};
 use data_encoding::BASE32;
 use harness::Cluster;
 
@@ -27,27 +29,6 @@ pub fn node_of(r: &Resp) -> String {
     r.header("x-confluence-node")
         .unwrap_or("<none>")
         .to_string()
-}
-
-/// A `multipart/form-data` body with `name` and `files` parts; returns (content type, body).
-pub fn multipart(name: &str, files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let b = "cluster-test-boundary-7f3a9c";
-    let mut body =
-        format!("--{b}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
-            .into_bytes();
-    for (path, data) in files {
-        body.extend_from_slice(
-            format!(
-                "--{b}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{path}\"\r\n\
-                 Content-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={b}"), body)
 }
 
 /// The infohash of a `.torrent`.
@@ -302,7 +283,7 @@ fn every_route_and_spelling_reaches_the_owner_through_nginx() {
         let data: Vec<u8> = (0..70_000u32)
             .map(|j| (j as u8) ^ i.wrapping_mul(37))
             .collect();
-        let (ct, body) = multipart(&format!("up{i}"), &[("d/ü.bin", &data)]);
+        let (ct, body) = upload_form(&format!("up{i}"), &[("d/ü.bin", &data)]);
         let r = n.req("POST", "/upload", &[("Content-Type", &ct)], &body);
         assert_eq!(r.status, 200, "upload {i}: {}", r.text());
         let ih = torrent_ih(&r.body);

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use common::{form::Form, *};
 use serde_json::Value;
 
 const CDS: &str = "urn:schemas-upnp-org:service:ContentDirectory:1";
@@ -74,38 +74,15 @@ fn control_point(port: u16, page: u32, fetch: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("control point output: {e}: {out}"))
 }
 
-/// A multipart body for `/upload`: `files` given as (path, bytes); paths go in `filename*`.
-fn multipart(name: &str, files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let b = "dlnaTestBoundary7e3";
-    let mut body =
-        format!("--{b}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n")
-            .into_bytes();
-    for (path, data) in files {
-        body.extend_from_slice(
-            format!(
-                "--{b}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"f\"; \
-                 filename*=UTF-8''{}\r\nContent-Type: application/octet-stream\r\n\r\n",
-                qenc(path)
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(data);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{b}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={b}"), body)
-}
-
 /// Uploads a torrent whose names need escaping; returns its infohash and the media bytes.
 fn upload_evil(d: &Daemon) -> (String, Vec<u8>) {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-    let (ctype, body) = multipart(
-        "evil <i>&\"t",
-        &[
-            (&format!("{EVIL_DIR}/{EVIL_FILE}"), &data),
-            ("notes.txt", b"not media"),
-        ],
-    );
+    // The names go in `filename*`: they hold quotes a plain `filename` cannot carry.
+    let (ctype, body) = Form::new("dlnaTestBoundary7e3")
+        .field("name", "evil <i>&\"t")
+        .file_utf8(&format!("{EVIL_DIR}/{EVIL_FILE}"), &data)
+        .file_utf8("notes.txt", b"not media")
+        .finish();
     let r = d.req(
         "POST",
         "/upload",

@@ -18,8 +18,7 @@ use std::{
     io::{self, Read, Write},
     net::{SocketAddr, TcpStream},
     os::unix::fs::FileExt,
-    path::{Path, PathBuf},
-    process::Command,
+    path::Path,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -29,9 +28,10 @@ use std::{
 };
 
 use common::{
-    assert_bytes_eq, assert_one_line, bdecode,
+    assert_bytes_eq, assert_no_panic, assert_one_line, bdecode,
+    disk::{fill, Tmpfs},
     fuse::{can_mount, exited, ghost_torrent, Fuse},
-    metric, qenc, random_ih, run_bounded, serial, sha1_hex, swarm, temp_dir, vm_rss, Daemon,
+    metric, qenc, random_ih, serial, sha1_hex, swarm, temp_dir, vm_rss, wait_until, Daemon,
     DirSampler, Swarm, TorrentFile, MIB,
 };
 
@@ -203,20 +203,6 @@ fn verify_cache(data_dir: &Path, ih: &str, hashes: &[[u8; 20]]) -> BTreeSet<u32>
     live.into_keys().collect()
 }
 
-/// Polls `f` every 100 ms until it holds; false after `limit`.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// How many threads process `pid` has.
 fn threads(pid: u32) -> usize {
     fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
@@ -226,7 +212,7 @@ fn threads(pid: u32) -> usize {
 /// with its stack and, with glibc, an arena) that exit after 10 s without work. Waits (at most
 /// 30 s) for the thread count to come back to about what it was at `threads_at_start`.
 fn idle_rss(pid: u32, threads_at_start: usize) -> u64 {
-    let idle = eventually(Duration::from_secs(30), || {
+    let idle = wait_until(Duration::from_secs(30), || {
         threads(pid) <= threads_at_start + 2
     });
     if !idle {
@@ -236,15 +222,6 @@ fn idle_rss(pid: u32, threads_at_start: usize) -> u64 {
         );
     }
     vm_rss(pid)
-}
-
-fn assert_no_panic(d: &Daemon) {
-    assert_eq!(
-        d.log_count("panicked"),
-        0,
-        "the daemon panicked:\n{}",
-        d.log_tail(40)
-    );
 }
 
 /// A log line without its ANSI colours.
@@ -635,7 +612,7 @@ fn f4_disconnect_storm_leaves_no_stream_no_reference_no_memory() {
     };
 
     let settled = |what: &str| {
-        let ok = eventually(Duration::from_secs(30), || {
+        let ok = wait_until(Duration::from_secs(30), || {
             let m = common::metrics(d);
             m.get("confluence_open_readers") == Some(&0.0)
                 && m.get("confluence_references") == Some(&0.0)
@@ -774,61 +751,6 @@ fn f5_cache_smaller_than_a_file_with_several_readers() {
 
 // ------------------------------------------------------------------------------------------
 // 6. A full disk (a small tmpfs as the data dir)
-
-/// A tmpfs mounted for the test; unmounted (lazily if busy) and removed on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = temp_dir("tmpfs");
-        let (st, _, err) = run_bounded(
-            Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size},mode=0755"),
-                    "tmpfs",
-                ])
-                .arg(&dir),
-            Duration::from_secs(10),
-        );
-        assert!(
-            st.is_some_and(|s| s.success()),
-            "mount tmpfs on {}: {err}",
-            dir.display()
-        );
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let (st, _, _) = run_bounded(Command::new("umount").arg(&self.0), Duration::from_secs(10));
-        if !st.is_some_and(|s| s.success()) {
-            let _ = run_bounded(
-                Command::new("umount").arg("-l").arg(&self.0),
-                Duration::from_secs(10),
-            );
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
-/// Fills the file system of `path` with a file at `path`, leaving about `leave` bytes free.
-fn fill(path: &Path, leave: u64) {
-    let mut f = fs::File::create(path).expect("filler");
-    let chunk = vec![0x5au8; 1 << 20];
-    loop {
-        match f.write_all(&chunk) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
-    let len = f.metadata().unwrap().len();
-    f.set_len(len.saturating_sub(leave)).unwrap();
-}
 
 #[test]
 fn f6_disk_full_is_a_clear_error_and_the_service_recovers() {
@@ -1113,7 +1035,7 @@ fn f8_no_seeders_requests_wait_nowait_answers_202_shutdown_is_prompt() {
         })
         .collect();
     assert!(
-        eventually(Duration::from_secs(10), || metric(
+        wait_until(Duration::from_secs(10), || metric(
             &d,
             "confluence_open_readers"
         ) >= 3.0),

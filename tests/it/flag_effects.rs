@@ -24,28 +24,14 @@ use std::{
 };
 
 use common::{
-    assert_bytes_eq, assert_one_line, assert_one_line_error, bdecode, binary, qenc, request,
-    run_bounded, serial, swarm, temp_dir, Daemon, Resp,
+    assert_bytes_eq, assert_one_line, assert_one_line_error, bdecode, binary, form::Form, qenc,
+    request, run_bounded, serial, swarm, temp_dir, wait_until, Daemon, Resp,
 };
 
 const SHORT: Duration = Duration::from_secs(20);
 
 // ------------------------------------------------------------------------------------------
 // Helpers
-
-/// Polls `f` every 100 ms until it is true; false after `timeout`.
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// `/status` as JSON.
 fn status_json(d: &Daemon) -> serde_json::Value {
@@ -581,22 +567,11 @@ fn pex_false_and_dht_public_ip_are_accepted_with_a_warning() {
         d.log_tail(20)
     );
     // Its one effect: /upload's `nodes`.
-    let boundary = "flag-effects-b0undary";
-    let body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nup\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.bin\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\nhello\r\n--{boundary}--\r\n"
-    );
-    let r = d.req(
-        "POST",
-        "/upload",
-        &[(
-            "Content-Type",
-            &format!("multipart/form-data; boundary={boundary}"),
-        )],
-        body.as_bytes(),
-        SHORT,
-    );
+    let (ct, body) = Form::new("flag-effects-b0undary")
+        .field("name", "up")
+        .file("x.bin", b"hello")
+        .finish();
+    let r = d.req("POST", "/upload", &[("Content-Type", &ct)], &body, SHORT);
     assert_eq!(r.status, 200, "/upload: {}", r.text());
     let top = bdecode(&r.body).unwrap();
     let nodes = top.get("nodes").map(|n| n.strings()).unwrap_or_default();

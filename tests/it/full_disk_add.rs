@@ -7,38 +7,15 @@
 use crate::common;
 
 use std::{
-    fs,
-    io::Write,
-    path::{Path, PathBuf},
-    process::Command,
-    thread,
+    fs, thread,
     time::{Duration, Instant},
 };
 
-use common::{assert_bytes_eq, run_bounded, serial, swarm, temp_dir, Daemon};
-
-struct Tmpfs(PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let (st, _, _) = run_bounded(Command::new("umount").arg(&self.0), Duration::from_secs(10));
-        if !st.is_some_and(|s| s.success()) {
-            let _ = run_bounded(
-                Command::new("umount").arg("-l").arg(&self.0),
-                Duration::from_secs(10),
-            );
-        }
-        let _ = fs::remove_dir(&self.0);
-    }
-}
-
-/// Appends to `path` until its file system is full.
-fn fill(path: &Path) {
-    let mut f = fs::File::create(path).expect("filler");
-    for chunk in [vec![0x5au8; 1 << 20], vec![0x5au8; 4096], vec![0x5au8; 1]] {
-        while f.write_all(&chunk).is_ok() {}
-    }
-}
+use common::{
+    assert_bytes_eq,
+    disk::{fill, Tmpfs},
+    serial, swarm, Daemon,
+};
 
 #[test]
 fn a_torrent_whose_add_failed_on_a_full_disk_is_added_again_once_space_returns() {
@@ -51,15 +28,7 @@ fn a_torrent_whose_add_failed_on_a_full_disk_is_added_again_once_space_returns()
     let ih = s.ih("multi");
     let t = s.torrent("multi");
     let want = s.file_payload(&t, "dir/a.bin");
-    let dir = temp_dir("fulladd");
-    let (st, _, err) = run_bounded(
-        Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs"])
-            .arg(&dir),
-        Duration::from_secs(10),
-    );
-    assert!(st.is_some_and(|s| s.success()), "mount tmpfs: {err}");
-    let fs_ = Tmpfs(dir);
+    let fs_ = Tmpfs::mount("16m");
     // A long grace: the failed torrent must not get a chance to idle out between requests.
     let d = Daemon::start_in(
         &fs_.0.join("data"),
@@ -68,7 +37,7 @@ fn a_torrent_whose_add_failed_on_a_full_disk_is_added_again_once_space_returns()
     d.post_metainfo(&s.torrent_bytes("multi"), &ih);
     let target = format!("/data?ih={ih}&path=dir%2Fa.bin");
     let filler = fs_.0.join("filler");
-    fill(&filler);
+    fill(&filler, 0);
     let r = d.req("GET", &target, &[], b"", Duration::from_secs(60));
     assert_eq!(r.status, 507, "on a full disk: {}", r.text());
 

@@ -5,7 +5,11 @@ use crate::common;
 
 use std::{thread, time::Duration};
 
-use common::{assert_bytes_eq, qenc, request, serial, swarm, Daemon};
+use common::{
+    assert_bytes_eq,
+    bencode::{fake_info, metainfo, Benc},
+    qenc, request, serial, swarm, Daemon,
+};
 
 /// A tracker nothing listens on: librqbit retries it for ever, so a magnet naming only it
 /// never resolves.
@@ -73,16 +77,10 @@ fn magnet_with_working_tracker_unwedges_a_stuck_magnet_add() {
 
 /// A one-file torrent nobody seeds, distinct per `name`: (.torrent bytes, hex infohash).
 fn tiny_torrent(name: &str) -> (Vec<u8>, String) {
-    let mut info = Vec::new();
-    info.extend_from_slice(b"d6:lengthi1e4:name");
-    info.extend_from_slice(format!("{}:{name}", name.len()).as_bytes());
-    info.extend_from_slice(b"12:piece lengthi16384e6:pieces20:");
-    info.extend_from_slice(&[7u8; 20]);
-    info.push(b'e');
-    let mut t = b"d4:info".to_vec();
-    t.extend_from_slice(&info);
-    t.push(b'e');
-    (t, common::sha1_hex(&info))
+    metainfo(
+        vec![],
+        fake_info(("length", Benc::Int(1)), name.as_bytes(), 1, 7),
+    )
 }
 
 fn stored(d: &Daemon, ih: &str) -> bool {

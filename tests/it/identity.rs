@@ -16,7 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{bdecode, Bencode, Daemon};
+use common::{
+    bdecode,
+    bencode::{fake_info, metainfo, Benc},
+    Bencode, Daemon,
+};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -157,18 +161,9 @@ fn talk(c: &mut TcpStream, ih: &[u8; 20], we_start: bool) -> Result<PeerSaw, Str
 
 /// A one-piece torrent (16 KiB of data nobody has) announcing to `tracker`; (metainfo, ih).
 fn made_up_torrent(tracker: &str) -> (Vec<u8>, [u8; 20]) {
-    let mut info =
-        b"d6:lengthi16384e4:name12:identity.bin12:piece lengthi16384e6:pieces20:".to_vec();
-    info.extend_from_slice(&[7u8; 20]);
-    info.push(b'e');
-    let ih: [u8; 20] = hex::decode(common::sha1_hex(&info))
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let mut m = format!("d8:announce{}:{tracker}4:info", tracker.len()).into_bytes();
-    m.extend_from_slice(&info);
-    m.push(b'e');
-    (m, ih)
+    let info = fake_info(("length", Benc::Int(16384)), b"identity.bin", 16384, 7);
+    let (m, ih) = metainfo(vec![("announce", Benc::str(tracker))], info);
+    (m, hex::decode(ih).unwrap().try_into().unwrap())
 }
 
 #[test]

@@ -19,8 +19,9 @@ use std::{
 };
 
 use common::{
-    assert_bytes_eq, assert_one_line_error, penc_path, qenc, random_ih, run_bounded, serial,
-    sha1_hex, swarm, temp_dir, Daemon, Resp,
+    assert_bytes_eq, assert_one_line_error,
+    bencode::{fake_info, file_entry, metainfo, Benc},
+    penc_path, qenc, random_ih, run_bounded, serial, swarm, temp_dir, Daemon, Resp,
 };
 use serde_json::Value;
 
@@ -232,24 +233,16 @@ fn listings_of_a_multi_file_torrent_in_html_and_json() {
 
 /// A multi-file .torrent with these files and no trackers: (bytes, infohash).
 fn synthetic_torrent(name: &str, files: &[(&str, u64)]) -> (Vec<u8>, String) {
-    let bstr = |s: &[u8]| [format!("{}:", s.len()).as_bytes(), s].concat();
-    let mut info = b"d5:filesl".to_vec();
-    for (path, len) in files {
-        info.extend(format!("d6:lengthi{len}e4:pathl").as_bytes());
-        for c in path.split('/') {
-            info.extend(bstr(c.as_bytes()));
-        }
-        info.extend(b"ee");
-    }
+    let entries = files
+        .iter()
+        .map(|(path, len)| {
+            let path: Vec<&[u8]> = path.split('/').map(str::as_bytes).collect();
+            file_entry(&path, *len)
+        })
+        .collect();
     let total: u64 = files.iter().map(|f| f.1).sum();
-    let pieces = total.div_ceil(16384).max(1) as usize;
-    info.extend(b"e4:name");
-    info.extend(bstr(name.as_bytes()));
-    info.extend(b"12:piece lengthi16384e6:pieces");
-    info.extend(bstr(&vec![0u8; pieces * 20]));
-    info.push(b'e');
-    let ih = sha1_hex(&info);
-    ([b"d4:info".to_vec(), info, b"e".to_vec()].concat(), ih)
+    let info = fake_info(("files", Benc::List(entries)), name.as_bytes(), total, 0);
+    metainfo(vec![], info)
 }
 
 #[test]

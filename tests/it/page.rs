@@ -9,7 +9,7 @@ use crate::common;
 
 use std::{path::PathBuf, process::Command, time::Duration};
 
-use common::{qenc, run_bounded, serial, swarm, Daemon, Resp};
+use common::{form::Form, qenc, run_bounded, serial, swarm, Daemon, Resp};
 
 const SHORT: Duration = Duration::from_secs(20);
 const PYTHON: &str = "/usr/bin/python3";
@@ -67,16 +67,10 @@ fn has_header(r: &Resp, name: &str, needle: &str) -> bool {
 
 /// `/upload` of one file; returns the infohash (the torrent is also POSTed to /metainfo).
 fn upload(d: &Daemon, name: &str, file: &str, data: &[u8]) -> String {
-    let boundary = "page-test-b0undary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{file}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(data);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={boundary}");
+    let (ct, body) = Form::new("page-test-b0undary")
+        .field("name", name)
+        .file(file, data)
+        .finish();
     let r = d.req("POST", "/upload", &[("Content-Type", &ct)], &body, SHORT);
     assert_eq!(r.status, 200, "/upload: {}", r.text());
     let r = d.req("POST", "/metainfo", &[], &r.body, SHORT);

@@ -32,7 +32,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chaos::{Act, Tmpfs};
+use chaos::Act;
+use common::disk::Tmpfs;
 use ctx::{Ctx, Rng, Target};
 use daemon::{fds, mounts_on, Config, Proc};
 use report::Live;
@@ -312,7 +313,7 @@ fn soak() {
     let _serial = common::serial();
     let sw = common::swarm();
     let work = common::temp_dir("soak");
-    let tmpfs = Tmpfs::mount(work.join("disk"), "512m");
+    let tmpfs = Tmpfs::mount_on(work.join("disk"), "512m");
     let mnt = common::fuse::MountDir(work.join("mnt"));
     std::fs::create_dir_all(&mnt.0).unwrap();
     let ihs: Vec<String> = ["single", "multi", "media", "many"]

@@ -13,8 +13,8 @@ use std::{
 use sha1::Digest as _;
 
 use common::{
-    assert_bytes_eq, assert_one_line_error, bdecode, random_ih, serial, sha1_hex, swarm, Bencode,
-    Daemon, MIB,
+    assert_bytes_eq, assert_one_line_error, bdecode, form::Form, random_ih, serial, sha1_hex,
+    swarm, Bencode, Daemon, MIB,
 };
 
 const SHORT: Duration = Duration::from_secs(30);
@@ -779,26 +779,10 @@ fn metrics_and_debug_need_debug_on_main() {
 const BOUNDARY: &str = "confluence-test-7d3f0a";
 
 fn multipart(values: &[(&str, &str)], files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (k, v) in values {
-        b.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
-                .as_bytes(),
-        );
-    }
-    for (name, data) in files {
-        b.extend_from_slice(
-            format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n\
-                 Content-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        b.extend_from_slice(data);
-        b.extend_from_slice(b"\r\n");
-    }
-    b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    b
+    let form = values
+        .iter()
+        .fold(Form::new(BOUNDARY), |f, (k, v)| f.field(k, v));
+    form.files(files).finish().1
 }
 
 fn post_upload(d: &Daemon, body: &[u8]) -> common::Resp {

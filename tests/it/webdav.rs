@@ -15,7 +15,8 @@ use std::{
 };
 
 use common::{
-    assert_bytes_eq,
+    assert_bytes_eq, assert_no_panic,
+    bencode::{fake_info, file_entry, metainfo, Benc},
     fuse::{can_mount, mounted, run_ok, sha256sum, MountDir, TRACKER},
     run_bounded, serial, sha256_hex, swarm, temp_dir, Daemon, Resp, Swarm,
 };
@@ -293,7 +294,7 @@ fn get_range_options_and_refused_writes() {
     let r = d.get(&format!("/dav/{multi}/dir/nope"));
     assert_eq!(r.status, 404);
     d.assert_healthy();
-    assert_eq!(d.log_count("panicked"), 0);
+    assert_no_panic(&d);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -534,33 +535,16 @@ fn davfs2_mount_reads_files() {
 /// A metainfo (no seeder needed) of `n` one-byte files in directory `big/` plus files whose
 /// names XML and URLs must escape, created at 1700000000. Returns (metainfo, hex infohash).
 fn crafted_torrent(n: usize) -> (Vec<u8>, String) {
-    let mut files = Vec::new();
-    let mut add = |path: &[&[u8]]| {
-        files.extend_from_slice(b"d6:lengthi1e4:pathl");
-        for c in path {
-            files.extend_from_slice(format!("{}:", c.len()).as_bytes());
-            files.extend_from_slice(c);
-        }
-        files.extend_from_slice(b"ee");
-    };
-    add(&[b"<a href=\"x\">&amp;<b>.txt"]);
-    add(&[b"ctl\x01\x7f.bin"]);
-    add(&[b"100% #?;.txt"]);
+    let mut files = vec![
+        file_entry(&[b"<a href=\"x\">&amp;<b>.txt"], 1),
+        file_entry(&[b"ctl\x01\x7f.bin"], 1),
+        file_entry(&[b"100% #?;.txt"], 1),
+    ];
     for i in 0..n {
-        add(&[b"big", format!("f{i:05}.bin").as_bytes()]);
+        files.push(file_entry(&[b"big", format!("f{i:05}.bin").as_bytes()], 1));
     }
-    let total = n + 3;
-    let pieces = total.div_ceil(16384);
-    let mut info = b"d5:filesl".to_vec();
-    info.extend_from_slice(&files);
-    info.extend_from_slice(b"e4:name7:crafted12:piece lengthi16384e6:pieces");
-    info.extend_from_slice(format!("{}:", pieces * 20).as_bytes());
-    info.extend(std::iter::repeat_n(9u8, pieces * 20));
-    info.push(b'e');
-    let mut t = b"d13:creation datei1700000000e4:info".to_vec();
-    t.extend_from_slice(&info);
-    t.push(b'e');
-    (t, common::sha1_hex(&info))
+    let info = fake_info(("files", Benc::List(files)), b"crafted", n as u64 + 3, 9);
+    metainfo(vec![("creation date", Benc::Int(1_700_000_000))], info)
 }
 
 /// A directory of 3000 entries streams (chunked) as one well-formed multistatus that rclone

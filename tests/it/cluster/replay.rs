@@ -10,8 +10,8 @@ use std::{
 };
 
 use super::harness::Cluster;
-use super::{multipart, node_of, torrent_ih};
-use crate::common::{self, assert_bytes_eq, serial, swarm, Daemon, Resp};
+use super::{node_of, torrent_ih};
+use crate::common::{self, assert_bytes_eq, form::upload_form, serial, swarm, Daemon, Resp};
 
 const TORRENTS: usize = 24;
 const FILE_LEN: usize = 512 * 1024;
@@ -221,7 +221,7 @@ fn replayed_log_hit_ratio_and_losing_a_node() {
             .iter()
             .enumerate()
             .map(|(i, data)| {
-                let (ct, body) = multipart(&format!("t{i}"), &[("f.bin", data)]);
+                let (ct, body) = upload_form(&format!("t{i}"), &[("f.bin", data)]);
                 let r = maker.req(
                     "POST",
                     "/upload",

@@ -12,7 +12,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{run_bounded, Daemon};
+use super::{
+    bencode::{metainfo, Benc},
+    run_bounded, Daemon,
+};
 
 pub const TRACKER: &str = "-implicitTracker=http://127.0.0.1:6969/announce";
 
@@ -225,31 +228,6 @@ pub fn exited(pid: u32) -> bool {
     }
 }
 
-pub fn bencode(out: &mut Vec<u8>, v: &Benc) {
-    match v {
-        Benc::Int(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
-        Benc::Bytes(b) => {
-            out.extend_from_slice(format!("{}:", b.len()).as_bytes());
-            out.extend_from_slice(b);
-        }
-        Benc::Dict(d) => {
-            out.push(b'd');
-            for (k, v) in d {
-                bencode(out, &Benc::Bytes(k.as_bytes().to_vec()));
-                bencode(out, v);
-            }
-            out.push(b'e');
-        }
-    }
-}
-
-pub enum Benc {
-    Int(i64),
-    Bytes(Vec<u8>),
-    /// Keys in sorted order.
-    Dict(Vec<(&'static str, Benc)>),
-}
-
 /// A torrent nobody seeds (1 MiB, `ghost.bin`, creation date 1700000000): reads of it block
 /// forever. Returns (metainfo, hex infohash).
 pub fn ghost_torrent() -> (Vec<u8>, String) {
@@ -258,14 +236,9 @@ pub fn ghost_torrent() -> (Vec<u8>, String) {
         .collect();
     let info = Benc::Dict(vec![
         ("length", Benc::Int(1 << 20)),
-        ("name", Benc::Bytes(b"ghost.bin".to_vec())),
+        ("name", Benc::str("ghost.bin")),
         ("piece length", Benc::Int(256 * 1024)),
         ("pieces", Benc::Bytes(pieces)),
     ]);
-    let mut info_bytes = Vec::new();
-    bencode(&mut info_bytes, &info);
-    let mut t = b"d13:creation datei1700000000e4:info".to_vec();
-    t.extend_from_slice(&info_bytes);
-    t.push(b'e');
-    (t, super::sha1_hex(&info_bytes))
+    metainfo(vec![("creation date", Benc::Int(1_700_000_000))], info)
 }

@@ -22,7 +22,12 @@ use std::{
 
 use sha1::Digest as _;
 
+pub mod bencode;
+pub mod disk;
+pub mod form;
 pub mod fuse;
+
+pub use bencode::{bdecode, Bencode, TorrentFile};
 
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -66,6 +71,24 @@ pub fn serial() -> SerialGuard {
     SerialGuard {
         _file: file,
         _guard: guard,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Bounded waits
+
+/// Polls `f` every 50 ms until it holds; false once `limit` has passed (`f` is asked one last
+/// time at the deadline, so a slow `f` still gets its answer counted).
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -949,6 +972,18 @@ pub fn assert_bytes_eq(actual: &[u8], expected: &[u8], what: &str) {
     );
 }
 
+/// Asserts that the daemon's log has no panic: a panic in a request handler or a task does not
+/// stop the process, so `/health` alone would not show it.
+#[track_caller]
+pub fn assert_no_panic(d: &Daemon) {
+    assert_eq!(
+        d.log_count("panicked"),
+        0,
+        "the daemon panicked:\n{}",
+        d.log_tail(40)
+    );
+}
+
 /// Asserts a plain-text error: `status`, a `text/plain` type and exactly one line `line\n`.
 #[track_caller]
 pub fn assert_one_line_error(r: &Resp, status: u16, line: &str, what: &str) {
@@ -981,238 +1016,6 @@ pub fn random_ih() -> String {
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
     sha1_hex(seed.as_bytes())
-}
-
-// ------------------------------------------------------------------------------------------
-// Bencode (just enough for .torrent files and spans)
-
-#[derive(Debug, Clone)]
-pub enum Bencode {
-    Int(i64),
-    Bytes(Vec<u8>),
-    List(Vec<Bencode>),
-    /// Keys with their values and each value's byte span in the input.
-    Dict(Vec<(Vec<u8>, Bencode, std::ops::Range<usize>)>),
-}
-
-impl Bencode {
-    pub fn get(&self, key: &str) -> Option<&Bencode> {
-        match self {
-            Bencode::Dict(d) => d
-                .iter()
-                .find(|(k, _, _)| k == key.as_bytes())
-                .map(|(_, v, _)| v),
-            _ => None,
-        }
-    }
-
-    pub fn span(&self, key: &str) -> Option<std::ops::Range<usize>> {
-        match self {
-            Bencode::Dict(d) => d
-                .iter()
-                .find(|(k, _, _)| k == key.as_bytes())
-                .map(|(_, _, s)| s.clone()),
-            _ => None,
-        }
-    }
-
-    pub fn int(&self) -> Option<i64> {
-        match self {
-            Bencode::Int(i) => Some(*i),
-            _ => None,
-        }
-    }
-
-    pub fn bytes(&self) -> Option<&[u8]> {
-        match self {
-            Bencode::Bytes(b) => Some(b),
-            _ => None,
-        }
-    }
-
-    pub fn str(&self) -> Option<String> {
-        self.bytes()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    }
-
-    /// Every string inside this value, recursively (e.g. the URLs of an `announce-list`).
-    pub fn strings(&self) -> Vec<String> {
-        match self {
-            Bencode::Bytes(b) => vec![String::from_utf8_lossy(b).into_owned()],
-            Bencode::List(l) => l.iter().flat_map(Bencode::strings).collect(),
-            Bencode::Dict(d) => d.iter().flat_map(|(_, v, _)| v.strings()).collect(),
-            Bencode::Int(_) => Vec::new(),
-        }
-    }
-
-    pub fn list(&self) -> Option<&[Bencode]> {
-        match self {
-            Bencode::List(l) => Some(l),
-            _ => None,
-        }
-    }
-}
-
-/// Decodes one value at `pos`; returns it and the offset just past it.
-pub fn bdecode_at(b: &[u8], pos: usize) -> Result<(Bencode, usize), String> {
-    let err = |m: &str| format!("bencode at {pos}: {m}");
-    match b.get(pos) {
-        None => Err(err("unexpected end")),
-        Some(b'i') => {
-            let end = pos + 1 + find(&b[pos + 1..], b"e").ok_or_else(|| err("unterminated int"))?;
-            let s = std::str::from_utf8(&b[pos + 1..end]).map_err(|_| err("bad int"))?;
-            Ok((
-                Bencode::Int(s.parse().map_err(|_| err("bad int"))?),
-                end + 1,
-            ))
-        }
-        Some(b'l') => {
-            let mut p = pos + 1;
-            let mut out = Vec::new();
-            while b.get(p) != Some(&b'e') {
-                let (v, e) = bdecode_at(b, p)?;
-                out.push(v);
-                p = e;
-            }
-            Ok((Bencode::List(out), p + 1))
-        }
-        Some(b'd') => {
-            let mut p = pos + 1;
-            let mut out = Vec::new();
-            while b.get(p) != Some(&b'e') {
-                let (k, e) = bdecode_at(b, p)?;
-                let Bencode::Bytes(k) = k else {
-                    return Err(err("dict key is not a string"));
-                };
-                let (v, e2) = bdecode_at(b, e)?;
-                out.push((k, v, e..e2));
-                p = e2;
-            }
-            Ok((Bencode::Dict(out), p + 1))
-        }
-        Some(c) if c.is_ascii_digit() => {
-            let colon = pos + find(&b[pos..], b":").ok_or_else(|| err("no colon"))?;
-            let n: usize = std::str::from_utf8(&b[pos..colon])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| err("bad length"))?;
-            let data = b
-                .get(colon + 1..colon + 1 + n)
-                .ok_or_else(|| err("string past the end"))?;
-            Ok((Bencode::Bytes(data.to_vec()), colon + 1 + n))
-        }
-        Some(c) => Err(err(&format!("unexpected byte {c:#x}"))),
-    }
-}
-
-/// Decodes a whole buffer holding exactly one value.
-pub fn bdecode(b: &[u8]) -> Result<Bencode, String> {
-    let (v, end) = bdecode_at(b, 0)?;
-    if end != b.len() {
-        return Err(format!("{} trailing bytes after the value", b.len() - end));
-    }
-    Ok(v)
-}
-
-/// The parts of a .torrent the tests need.
-#[derive(Debug, Clone)]
-pub struct TorrentFile {
-    /// The raw bytes of the `info` value.
-    pub info: Vec<u8>,
-    pub name: String,
-    pub piece_length: u64,
-    pub single: bool,
-    /// Display paths and lengths, in torrent order.
-    pub files: Vec<(String, u64)>,
-}
-
-impl TorrentFile {
-    pub fn parse(bytes: &[u8]) -> TorrentFile {
-        let top = bdecode(bytes).unwrap_or_else(|e| panic!("bad .torrent: {e}"));
-        let span = top.span("info").expect(".torrent without info");
-        TorrentFile::from_info(&bytes[span])
-    }
-
-    pub fn from_info(info_bytes: &[u8]) -> TorrentFile {
-        let info = bdecode(info_bytes).unwrap_or_else(|e| panic!("bad info: {e}"));
-        let name = info
-            .get("name")
-            .and_then(Bencode::str)
-            .expect("info without name");
-        let piece_length = info
-            .get("piece length")
-            .and_then(Bencode::int)
-            .expect("no piece length") as u64;
-        let (single, files) = match info.get("files").and_then(Bencode::list) {
-            Some(list) => (
-                false,
-                list.iter()
-                    .map(|f| {
-                        let len = f
-                            .get("length")
-                            .and_then(Bencode::int)
-                            .expect("file without length") as u64;
-                        let path = f
-                            .get("path")
-                            .and_then(Bencode::list)
-                            .expect("file without path")
-                            .iter()
-                            .map(|c| c.str().expect("bad path component"))
-                            .collect::<Vec<_>>()
-                            .join("/");
-                        (path, len)
-                    })
-                    .collect(),
-            ),
-            None => {
-                let len = info
-                    .get("length")
-                    .and_then(Bencode::int)
-                    .expect("no length") as u64;
-                (true, vec![(name.clone(), len)])
-            }
-        };
-        TorrentFile {
-            info: info_bytes.to_vec(),
-            name,
-            piece_length,
-            single,
-            files,
-        }
-    }
-
-    pub fn total_length(&self) -> u64 {
-        self.files.iter().map(|(_, l)| l).sum()
-    }
-
-    /// Offset of file `path` in the torrent's byte stream.
-    pub fn file_offset(&self, path: &str) -> u64 {
-        let mut off = 0;
-        for (p, l) in &self.files {
-            if p == path {
-                return off;
-            }
-            off += l;
-        }
-        panic!("no file {path:?} in torrent {}", self.name)
-    }
-
-    /// The first piece boundary strictly inside file `path`, at least `margin` bytes from
-    /// both of its ends, as an offset within the file.
-    pub fn piece_boundary_in(&self, path: &str, margin: u64) -> u64 {
-        let start = self.file_offset(path);
-        let len = self.files.iter().find(|(p, _)| p == path).unwrap().1;
-        let mut b = (start / self.piece_length + 1) * self.piece_length;
-        while b - start < margin {
-            b += self.piece_length;
-        }
-        let off = b - start;
-        assert!(
-            off + margin <= len,
-            "file {path:?} has no piece boundary {margin} bytes inside"
-        );
-        off
-    }
 }
 
 /// Opens a raw connection and sends a GET without reading the answer (for abort tests).

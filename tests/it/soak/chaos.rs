@@ -5,7 +5,6 @@
 use std::{
     fmt,
     fs::{self, OpenOptions},
-    io::Write,
     path::{Path, PathBuf},
     process::Command,
     sync::{atomic::Ordering, Arc},
@@ -14,7 +13,7 @@ use std::{
 };
 
 use super::{
-    common::run_bounded,
+    common::{disk::fill_up, run_bounded},
     ctx::{Ctx, Rng},
 };
 
@@ -139,66 +138,15 @@ pub fn seeder(script: &Path, dir: &Path, action: &str, name: &str) -> Result<(),
 /// Keeps the file system of `filler` full while the context says the disk is full: appends
 /// until ENOSPC, again every half second (evictions free space that the filler takes back).
 pub fn fill_while_full(ctx: Arc<Ctx>, filler: PathBuf, on: Arc<std::sync::atomic::AtomicBool>) {
-    let chunk = vec![0x5au8; 1 << 20];
-    let small = vec![0x5au8; 4096];
     let mut f = match OpenOptions::new().create(true).append(true).open(&filler) {
         Ok(f) => f,
         Err(e) => panic!("filler {}: {e}", filler.display()),
     };
     while on.load(Ordering::SeqCst) && !ctx.stopped() {
-        while f.write_all(&chunk).is_ok() {}
-        while f.write_all(&small).is_ok() {}
+        // Another error than ENOSPC only means this round stops early; the next one retries.
+        let _ = fill_up(&mut f);
         thread::sleep(Duration::from_millis(500));
     }
     drop(f);
     let _ = fs::remove_file(&filler);
-}
-
-/// A tmpfs the soak mounts for the data dir; unmounted (lazily if busy) on drop, also when
-/// the soak fails.
-pub struct Tmpfs(pub PathBuf);
-
-impl Tmpfs {
-    pub fn mount(dir: PathBuf, size: &str) -> Tmpfs {
-        fs::create_dir_all(&dir).unwrap();
-        let (st, _, err) = run_bounded(
-            Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size},mode=0755"),
-                    "tmpfs",
-                ])
-                .arg(&dir),
-            Duration::from_secs(10),
-        );
-        assert!(
-            st.is_some_and(|s| s.success()),
-            "mount tmpfs on {}: {err}",
-            dir.display()
-        );
-        Tmpfs(dir)
-    }
-
-    pub fn unmount(&self) -> bool {
-        if super::daemon::mounts_on(&self.0) == 0 {
-            return true;
-        }
-        let (st, _, _) = run_bounded(Command::new("umount").arg(&self.0), Duration::from_secs(10));
-        if !st.is_some_and(|s| s.success()) {
-            let _ = run_bounded(
-                Command::new("umount").arg("-l").arg(&self.0),
-                Duration::from_secs(10),
-            );
-        }
-        super::daemon::mounts_on(&self.0) == 0
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        self.unmount();
-        let _ = fs::remove_dir(&self.0);
-    }
 }
