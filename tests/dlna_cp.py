@@ -1,4 +1,4 @@
-"""A UPnP control point for tests/dlna.rs, on async-upnp-client (PyPI): discovers the daemon's
+"""A UPnP control point for tests/it/dlna.rs, on async-upnp-client (PyPI): discovers the daemon's
 MediaServer by M-SEARCH on loopback, reads its description, browses the whole ContentDirectory
 (paging with a small RequestedCount) and streams chosen items' <res> URLs.
 

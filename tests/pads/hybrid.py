@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""BEP 52 hybrid torrents (with BEP 47 pad files) for tests/pads.rs, made and seeded by
+"""BEP 52 hybrid torrents (with BEP 47 pad files) for tests/it/pads.rs, made and seeded by
 libtorrent 2.x (Debian python3-libtorrent), as qBittorrent makes them.
 
   hybrid.py make DIR         writes DIR/payload/hybrid/... (fixed pseudo-random bytes),

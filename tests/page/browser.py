@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-# Seconds for a whole scenario (tests/page.rs kills this script after 240).
+# Seconds for a whole scenario (tests/it/page.rs kills this script after 240).
 DEADLINE = 200
 
 # Counts the cached (green) cells of the piece map: pixels equal to #2e9e4f.
