@@ -1713,16 +1713,21 @@ def outside(args):
     for k, v in skipped.items():
         log(f"  {k}: skipped: {v}")
     log(f"build and installs: {now() - t:.0f}s")
-    state = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="confluence-bench-", delete=False)
-    json.dump({"exe": exe, "skipped": skipped, "prep_s": now() - t}, state)
-    state.close()
-    argv = ["unshare", "--net", "--", sys.executable, "-B", os.path.abspath(__file__), "--inside", state.name,
+    reexec_in_netns(__file__, {"exe": exe, "skipped": skipped, "prep_s": now() - t})
+
+
+def reexec_in_netns(script, state):
+    """Runs `script --inside <file holding state> <this run's arguments>` in a fresh network
+    namespace where only `lo` exists, and exits with its status (the benchmarks' second half)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="confluence-bench-", delete=False) as f:
+        json.dump(state, f)
+    argv = ["unshare", "--net", "--", sys.executable, "-B", os.path.abspath(script), "--inside", f.name,
             *sys.argv[1:]]
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the inner run gets it too and cleans up
     try:
         rc = subprocess.run(argv).returncode
     finally:
-        os.unlink(state.name)
+        os.unlink(f.name)
     sys.exit(rc)
 
 

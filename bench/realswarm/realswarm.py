@@ -209,16 +209,7 @@ def outside(args):
     state = {"rqbit": find_rqbit(args)}
     if not state["rqbit"] and "rqbit" in args.clients.split(","):
         log("rqbit not found (--rqbit PATH, PATH, or target-rqbit/inst/bin): measured without it")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="realswarm-", delete=False) as f:
-        json.dump(state, f)
-    argv = ["unshare", "--net", "--", sys.executable, "-B", os.path.abspath(__file__), "--inside", f.name,
-            *sys.argv[1:]]
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the inner run gets it too and cleans up
-    try:
-        rc = subprocess.run(argv).returncode
-    finally:
-        os.unlink(f.name)
-    sys.exit(rc)
+    bench.reexec_in_netns(__file__, state)
 
 
 def loadavg():
