@@ -1734,14 +1734,20 @@ def reexec_in_netns(script, state):
 # ----------------------------------------------------------------------------------------------
 # Inside the namespace
 
-def inside(args):
+def lo_only(state_path, who):
+    """Inside the namespace `reexec_in_netns` made: brings `lo` up, refuses to run when any other
+    link is up, and returns the state the outer run handed over."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     links = subprocess.run(["ip", "-o", "link", "show", "up"], capture_output=True, text=True).stdout
     ups = [ln.split(":")[1].strip() for ln in links.splitlines() if ln.strip()]
     if ups != ["lo"]:
-        sys.exit(f"bench: the namespace has more than lo up: {ups}")
-    with open(args.inside) as f:
-        state = json.load(f)
+        sys.exit(f"{who}: the namespace has more than lo up: {ups}")
+    with open(state_path) as f:
+        return json.load(f)
+
+
+def inside(args):
+    state = lo_only(args.inside, "bench")
     ctx = Ctx()
     ctx.runs = args.runs
     ctx.rng = random.Random(42)

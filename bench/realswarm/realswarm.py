@@ -218,13 +218,7 @@ def loadavg():
 
 
 def inside(args):
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    links = subprocess.run(["ip", "-o", "link", "show", "up"], capture_output=True, text=True).stdout
-    ups = [ln.split(":")[1].strip() for ln in links.splitlines() if ln.strip()]
-    if ups != ["lo"]:
-        sys.exit(f"realswarm: the namespace has more than lo up: {ups}")
-    with open(args.inside) as f:
-        state = json.load(f)
+    state = bench.lo_only(args.inside, "realswarm")
     ctx = bench.Ctx()
     ctx.runs, ctx.timeout = args.runs, args.timeout
     ctx.exe = {"rqbit": state["rqbit"]}
