@@ -252,6 +252,19 @@ impl ChunkTracker {
         self.have.as_slice()[id.get() as usize]
     }
 
+    /// confluence patch: whether the chunk (absolute index) was received and written.
+    pub(crate) fn is_chunk_downloaded(&self, absolute_index: usize) -> bool {
+        self.chunk_status
+            .get(absolute_index)
+            .map(|b| *b)
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_piece_queued_for_test(&self, index: ValidPieceIndex) -> bool {
+        self.queue_pieces[index.get() as usize]
+    }
+
     pub fn mark_piece_broken_if_not_have(&mut self, index: ValidPieceIndex) {
         if self
             .have

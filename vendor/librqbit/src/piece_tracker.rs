@@ -15,12 +15,13 @@ use std::{
 };
 
 use buffers::ByteBuf;
-use librqbit_core::lengths::ValidPieceIndex;
+use librqbit_core::lengths::{ChunkInfo, ValidPieceIndex};
 use peer_binary_protocol::Piece;
 
 use crate::{
     chunk_tracker::{ChunkMarkingResult, ChunkTracker},
     file_info::FileInfo,
+    shared_piece::{Pick, Sent, SharedPiece},
     type_aliases::{FileInfos, FilePriorities, PeerHandle},
 };
 
@@ -29,6 +30,37 @@ use crate::{
 pub struct InflightPiece {
     pub peer: PeerHandle,
     pub started: Instant,
+    /// confluence patch: the first chunk its owner has not asked for yet (a whole piece is
+    /// asked for a window's worth at a time, so that a stream's urgent chunks can go first).
+    pub next_chunk: u32,
+    /// confluence patch: set once a stream needs the piece soon: its chunks are then handed
+    /// out to every peer that has it (`shared_piece`), and `peer` no longer owns it alone.
+    pub shared: Option<Box<SharedPiece>>,
+}
+
+/// confluence patch: how long a peer that let an urgent chunk go overdue gets no urgent chunks.
+const BENCH_FOR: Duration = Duration::from_secs(5);
+
+/// confluence patch: what [`PieceTracker::take_urgent_chunks`] needs to know about the peer.
+pub(crate) struct UrgentRequest<U, P> {
+    pub peer: PeerHandle,
+    /// The pieces streams will read next, most urgent first.
+    pub urgent: U,
+    pub peer_has_piece: P,
+    /// Free request slots.
+    pub max: usize,
+    pub now: Instant,
+    /// When this peer should have answered a request sent now.
+    pub due: Instant,
+}
+
+/// confluence patch: a chunk that arrived, and what to do about it.
+#[derive(Debug)]
+pub(crate) enum Arrival {
+    /// Write it; then cancel these other asks for it.
+    Write { cancel: Vec<PeerHandle> },
+    /// Another peer's copy was written already, or the piece is done or no longer ours.
+    Ignore,
 }
 
 /// Result of attempting to acquire a piece.
@@ -79,6 +111,13 @@ where
 pub struct PieceTracker {
     chunks: ChunkTracker,
     inflight: HashMap<ValidPieceIndex, InflightPiece>,
+    /// confluence patch: who sent what in a shared piece whose hash check failed, until an
+    /// attempt passes and names the liars (`shared_piece`).
+    failed: HashMap<ValidPieceIndex, Vec<Sent>>,
+    /// confluence patch: peers caught sending bad chunks; they get no urgent chunks.
+    liars: HashSet<PeerHandle>,
+    /// confluence patch: peers that let an urgent chunk go overdue, and until when they get none.
+    benched: HashMap<PeerHandle, Instant>,
 }
 
 impl PieceTracker {
@@ -89,6 +128,9 @@ impl PieceTracker {
         Self {
             chunks,
             inflight: HashMap::new(),
+            failed: HashMap::new(),
+            liars: HashSet::new(),
+            benched: HashMap::new(),
         }
     }
 
@@ -171,6 +213,8 @@ impl PieceTracker {
             InflightPiece {
                 peer,
                 started: Instant::now(),
+                next_chunk: 0,
+                shared: None,
             },
         );
         AcquireResult::Reserved(piece)
@@ -195,7 +239,7 @@ impl PieceTracker {
         let (piece, old_peer, _) = self
             .inflight
             .iter()
-            .filter(|(_, info)| info.peer != req.peer)
+            .filter(|(_, info)| info.peer != req.peer && info.shared.is_none())
             .filter(|(p, _)| (req.peer_has_piece)(**p))
             .map(|(p, info)| (*p, info.peer, info.started.elapsed()))
             .filter(|(_, _, elapsed)| *elapsed >= min_elapsed)
@@ -210,6 +254,7 @@ impl PieceTracker {
         let info = self.inflight.get_mut(&piece)?;
         info.peer = req.peer;
         info.started = Instant::now();
+        info.next_chunk = 0;
 
         Some(AcquireResult::Stolen {
             piece,
@@ -224,9 +269,48 @@ impl PieceTracker {
     /// Returns download duration if piece was in-flight.
     /// Note: Does NOT mark the piece as downloaded - caller should do hash check
     /// and then call `mark_piece_hash_ok` or `mark_piece_hash_failed`.
+    #[allow(dead_code)] // confluence patch: the live code uses `take_inflight_piece`.
     pub fn take_inflight(&mut self, piece: ValidPieceIndex) -> Option<Duration> {
-        let inflight = self.inflight.remove(&piece)?;
-        Some(inflight.started.elapsed())
+        self.take_inflight_piece(piece).map(|p| p.started.elapsed())
+    }
+
+    /// confluence patch: [`Self::take_inflight`], returning the whole record (a shared piece's
+    /// download time is not one peer's, and its hash failure may not be one peer's fault).
+    pub fn take_inflight_piece(&mut self, piece: ValidPieceIndex) -> Option<InflightPiece> {
+        self.inflight.remove(&piece)
+    }
+
+    /// confluence patch: a shared piece's hash check failed and more than one peer supplied it:
+    /// nobody can be blamed yet. It is requeued remembering who sent what.
+    pub fn mark_shared_piece_hash_failed(&mut self, piece: ValidPieceIndex, shared: SharedPiece) {
+        self.failed.insert(piece, shared.into_sent());
+        self.chunks.mark_piece_broken_if_not_have(piece);
+    }
+
+    /// confluence patch: a shared piece passed its hash check: the peers whose chunks in an
+    /// earlier failed attempt differ from this one's (they get no urgent chunks from now on).
+    pub fn shared_piece_passed(
+        &mut self,
+        piece: ValidPieceIndex,
+        shared: &SharedPiece,
+    ) -> Vec<PeerHandle> {
+        let Some(failed) = self.failed.remove(&piece) else {
+            return Vec::new();
+        };
+        let liars = shared.liars(&failed);
+        self.liars.extend(liars.iter().copied());
+        liars
+    }
+
+    /// confluence patch: records whose copy of a shared piece's chunk was written.
+    pub fn wrote_chunk(&mut self, chunk: &ChunkInfo, from: PeerHandle, digest: u64) {
+        if let Some(shared) = self
+            .inflight
+            .get_mut(&chunk.piece_index)
+            .and_then(|i| i.shared.as_mut())
+        {
+            shared.wrote(chunk.chunk_index, from, digest);
+        }
     }
 
     /// Mark piece as downloaded after successful hash verification.
@@ -243,14 +327,25 @@ impl PieceTracker {
     ///
     /// Moves all pieces owned by the peer from IN_FLIGHT back to QUEUED.
     /// Returns the number of pieces released.
+    ///
+    /// confluence patch: a shared piece stays in flight while another peer was handed chunks of
+    /// it (they are asked again of others once overdue); only the dead peer's asks are dropped.
     pub fn release_pieces_owned_by(&mut self, peer: PeerHandle) -> usize {
-        // Collect pieces to release (can't modify while iterating)
-        let pieces_to_release: Vec<_> = self
-            .inflight
-            .iter()
-            .filter(|(_, info)| info.peer == peer)
-            .map(|(p, _)| *p)
-            .collect();
+        self.benched.remove(&peer);
+        let mut pieces_to_release = Vec::new();
+        for (piece, info) in self.inflight.iter_mut() {
+            match &mut info.shared {
+                Some(shared) => {
+                    if !shared.forget(peer) {
+                        pieces_to_release.push(*piece);
+                    } else if info.peer == peer {
+                        info.peer = shared.any_contributor().unwrap_or(peer);
+                    }
+                }
+                None if info.peer == peer => pieces_to_release.push(*piece),
+                None => {}
+            }
+        }
 
         let count = pieces_to_release.len();
         for piece in pieces_to_release {
@@ -260,9 +355,158 @@ impl PieceTracker {
         count
     }
 
+    // === confluence patch: CHUNK-BY-CHUNK REQUESTS ===
+
+    /// The next chunks (at most `max`) of the whole piece `peer` owns, or none if it no longer
+    /// owns it whole (stolen, shared, done) or asked for all of it already.
+    pub fn next_owned_chunks(
+        &mut self,
+        peer: PeerHandle,
+        piece: ValidPieceIndex,
+        max: usize,
+    ) -> Vec<ChunkInfo> {
+        let lengths = *self.chunks.get_lengths();
+        let Some(info) = self.inflight.get_mut(&piece) else {
+            return Vec::new();
+        };
+        if info.peer != peer || info.shared.is_some() {
+            return Vec::new();
+        }
+        let total = lengths.chunks_per_piece(piece);
+        let from = info.next_chunk.min(total);
+        let to = (from as usize + max).min(total as usize) as u32;
+        info.next_chunk = to;
+        lengths
+            .iter_chunk_infos(piece)
+            .skip(from as usize)
+            .take((to - from) as usize)
+            .collect()
+    }
+
+    /// Chunks of the pieces streams read next for `req.peer`: first ones nobody was asked for,
+    /// then ones whose asks are overdue or would come later than from this peer. Pieces that a
+    /// stream needs become shared here (see `shared_piece`).
+    pub(crate) fn take_urgent_chunks<U, P>(&mut self, req: UrgentRequest<U, P>) -> Vec<ChunkInfo>
+    where
+        U: Iterator<Item = ValidPieceIndex>,
+        P: Fn(ValidPieceIndex) -> bool,
+    {
+        let now = req.now;
+        self.benched.retain(|_, until| *until > now);
+        if req.max == 0 || self.benched.contains_key(&req.peer) || self.liars.contains(&req.peer) {
+            return Vec::new();
+        }
+        let pieces: Vec<ValidPieceIndex> = req
+            .urgent
+            .filter(|p| (req.peer_has_piece)(*p) && self.share(*p, req.peer, now))
+            .collect();
+        let lengths = *self.chunks.get_lengths();
+        let mut out = Vec::new();
+        for mode in [Pick::Fresh, Pick::Again] {
+            for &piece in &pieces {
+                let left = req.max - out.len();
+                if left == 0 {
+                    return out;
+                }
+                let chunk_range = lengths.chunk_range(piece);
+                let chunks = &self.chunks;
+                let Some(shared) = self
+                    .inflight
+                    .get_mut(&piece)
+                    .and_then(|i| i.shared.as_mut())
+                else {
+                    continue;
+                };
+                let mut picked = Vec::new();
+                let received = |c: u32| chunks.is_chunk_downloaded(chunk_range.start + c as usize);
+                let late = shared.pick(req.peer, mode, now, req.due, left, received, &mut picked);
+                for p in late {
+                    self.benched.insert(p, now + BENCH_FOR);
+                }
+                out.extend(
+                    picked
+                        .into_iter()
+                        .filter_map(|c| lengths.iter_chunk_infos(piece).nth(c as usize)),
+                );
+            }
+        }
+        out
+    }
+
+    /// Makes `piece` shared if a stream may fetch it chunk by chunk; whether it now is.
+    fn share(&mut self, piece: ValidPieceIndex, peer: PeerHandle, now: Instant) -> bool {
+        if self.chunks.is_piece_have(piece) {
+            return false;
+        }
+        let lengths = *self.chunks.get_lengths();
+        let total = lengths.chunks_per_piece(piece);
+        let chunk_range = lengths.chunk_range(piece);
+        match self.inflight.get_mut(&piece) {
+            Some(info) if info.shared.is_some() => true,
+            Some(info) => {
+                // Its owner asked for the first `next_chunk` chunks; they are due when a whole
+                // piece's requests are (its download started `started` ago).
+                let chunks = &self.chunks;
+                info.shared = Some(Box::new(SharedPiece::from_whole(
+                    info.peer,
+                    total,
+                    info.next_chunk,
+                    now + Duration::from_secs(2),
+                    |c| chunks.is_chunk_downloaded(chunk_range.start + c as usize),
+                )));
+                true
+            }
+            // A stream may want a piece of a file that is not selected (as upstream's priority
+            // pieces do); one with every chunk written is being hash-checked.
+            None if !chunk_range
+                .clone()
+                .all(|c| self.chunks.is_chunk_downloaded(c)) =>
+            {
+                self.chunks.reserve_needed_piece(piece);
+                self.inflight.insert(
+                    piece,
+                    InflightPiece {
+                        peer,
+                        started: now,
+                        next_chunk: total,
+                        shared: Some(Box::new(match self.failed.get(&piece) {
+                            Some(failed) => SharedPiece::retry(total, failed.clone()),
+                            None => SharedPiece::new(total),
+                        })),
+                    },
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A chunk arrived from `peer`: whether to write it, and whose asks for it to cancel.
+    pub(crate) fn chunk_arrival(&mut self, peer: PeerHandle, chunk: &ChunkInfo) -> Arrival {
+        let downloaded = self
+            .chunks
+            .is_chunk_downloaded(chunk.absolute_index as usize);
+        match self.inflight.get_mut(&chunk.piece_index) {
+            Some(InflightPiece {
+                shared: Some(shared),
+                ..
+            }) => {
+                let cancel = shared.arrived(chunk.chunk_index, peer);
+                if downloaded {
+                    Arrival::Ignore
+                } else {
+                    Arrival::Write { cancel }
+                }
+            }
+            Some(info) if info.peer == peer => Arrival::Write { cancel: Vec::new() },
+            _ => Arrival::Ignore,
+        }
+    }
+
     // === QUERIES ===
 
     /// Get the inflight info for a piece, if it's currently being downloaded.
+    #[allow(dead_code)] // confluence patch: the live code uses `chunk_arrival`.
     pub fn get_inflight(&self, piece: ValidPieceIndex) -> Option<&InflightPiece> {
         self.inflight.get(&piece)
     }
@@ -329,8 +573,11 @@ mod tests {
     /// Create a simple ChunkTracker for testing.
     /// Creates a torrent with the specified number of pieces, all selected.
     fn make_test_chunk_tracker(num_pieces: u32) -> ChunkTracker {
+        chunk_tracker_with(num_pieces, 16384) // 16KB pieces
+    }
+
+    fn chunk_tracker_with(num_pieces: u32, piece_length: u32) -> ChunkTracker {
         // Create a simple single-file torrent
-        let piece_length = 16384u32; // 16KB pieces
         let total_length = piece_length as u64 * num_pieces as u64;
 
         let lengths = Lengths::new(total_length, piece_length).unwrap();
@@ -800,5 +1047,65 @@ mod tests {
             }
             _ => panic!("Expected Stolen, got {:?}", result),
         }
+    }
+
+    /// confluence patch: a stream's pieces are handed out chunk by chunk; a dead contributor's
+    /// chunks go to others without losing the piece; the first copy of a chunk is written once.
+    #[test]
+    fn urgent_pieces_are_shared_chunk_by_chunk() {
+        let mut t = PieceTracker::new(chunk_tracker_with(4, 4 * 16384));
+        let p0 = t.chunks().get_lengths().validate_piece_index(0).unwrap();
+        let now = Instant::now();
+        let take = |t: &mut PieceTracker, p: PeerHandle, max: usize| -> Vec<u32> {
+            t.take_urgent_chunks(UrgentRequest {
+                peer: p,
+                urgent: [p0].into_iter(),
+                peer_has_piece: |_| true,
+                max,
+                now,
+                due: now + Duration::from_secs(1),
+            })
+            .into_iter()
+            .map(|c| c.chunk_index)
+            .collect()
+        };
+        assert_eq!(take(&mut t, peer(1), 2), [0, 1]);
+        assert_eq!(take(&mut t, peer(2), 8), [2, 3]);
+        assert!(t.is_inflight(p0));
+        assert!(!t.chunks().is_piece_queued_for_test(p0));
+
+        assert_eq!(
+            t.release_pieces_owned_by(peer(1)),
+            0,
+            "peer 2 still has asks"
+        );
+        assert_eq!(take(&mut t, peer(3), 8), [0, 1]);
+
+        let chunk = |i: u32| {
+            t.chunks
+                .get_lengths()
+                .iter_chunk_infos(p0)
+                .nth(i as usize)
+                .unwrap()
+        };
+        let c2 = chunk(2);
+        assert!(
+            matches!(t.chunk_arrival(peer(2), &c2), Arrival::Write { ref cancel } if cancel.is_empty())
+        );
+        let data = vec![0u8; 16384];
+        let piece = Piece::from_data(0, c2.offset, &data);
+        t.mark_chunk_downloaded(&piece);
+        assert!(
+            matches!(t.chunk_arrival(peer(3), &c2), Arrival::Ignore),
+            "a second copy"
+        );
+
+        assert_eq!(t.release_pieces_owned_by(peer(2)), 0);
+        assert_eq!(
+            t.release_pieces_owned_by(peer(3)),
+            1,
+            "nobody left: requeued"
+        );
+        assert!(!t.is_inflight(p0));
     }
 }

@@ -28,6 +28,10 @@ type StreamId = usize;
 // 32 mb lookahead by default.
 const PER_STREAM_BUF_DEFAULT: u64 = 32 * 1024 * 1024;
 
+/// confluence patch: how far ahead of a stream its pieces are urgent, fetched chunk by chunk
+/// from every peer (`shared_piece`); at least the piece under the stream's position.
+const PER_STREAM_URGENT: u64 = 4 * 1024 * 1024;
+
 struct StreamState {
     file_id: usize,
     file_len: u64,
@@ -42,8 +46,16 @@ impl StreamState {
     }
 
     fn queue<'a>(&self, lengths: &'a Lengths) -> impl Iterator<Item = ValidPieceIndex> + use<'a> {
+        self.pieces_ahead(lengths, PER_STREAM_BUF_DEFAULT)
+    }
+
+    fn pieces_ahead<'a>(
+        &self,
+        lengths: &'a Lengths,
+        bytes: u64,
+    ) -> impl Iterator<Item = ValidPieceIndex> + use<'a> {
         let start = self.file_abs_offset + self.position;
-        let end = (start + PER_STREAM_BUF_DEFAULT).min(self.file_abs_offset + self.file_len);
+        let end = (start + bytes.max(1)).min(self.file_abs_offset + self.file_len);
         let dpl = lengths.default_piece_length();
         let start_id = (start / dpl as u64).try_into().unwrap();
         let end_id = end.div_ceil(dpl as u64).try_into().unwrap();
@@ -74,6 +86,25 @@ impl TorrentStreams {
         &'a self,
         lengths: &'a Lengths,
     ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
+        self.interleave(lengths, |s, l| s.queue(l).collect())
+    }
+
+    /// confluence patch: the pieces under and just ahead of each stream, interleaved, the one
+    /// under each stream's position first.
+    pub(crate) fn iter_urgent_pieces<'a>(
+        &'a self,
+        lengths: &'a Lengths,
+    ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
+        self.interleave(lengths, |s, l| {
+            s.pieces_ahead(l, PER_STREAM_URGENT).collect()
+        })
+    }
+
+    fn interleave<'a>(
+        &'a self,
+        lengths: &'a Lengths,
+        pieces: impl Fn(&StreamState, &Lengths) -> Vec<ValidPieceIndex>,
+    ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
         struct Interleave<I> {
             all: VecDeque<I>,
         }
@@ -92,7 +123,11 @@ impl TorrentStreams {
             }
         }
 
-        let mut all: Vec<_> = self.streams.iter().map(|s| s.queue(lengths)).collect();
+        let mut all: Vec<_> = self
+            .streams
+            .iter()
+            .map(|s| pieces(s.value(), lengths).into_iter())
+            .collect();
 
         // Shuffle to decrease determinism and make queueing fairer.
         use rand::seq::SliceRandom;
@@ -123,6 +158,11 @@ impl TorrentStreams {
     fn drop_stream(&self, stream_id: StreamId) -> Option<StreamState> {
         debug!(stream_id, "dropping stream");
         self.streams.remove(&stream_id).map(|s| s.1)
+    }
+
+    /// confluence patch: whether no stream is open.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.streams.is_empty()
     }
 
     pub(crate) fn streamed_file_ids(&self) -> impl Iterator<Item = usize> + '_ {

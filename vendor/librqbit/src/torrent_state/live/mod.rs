@@ -91,7 +91,7 @@ use crate::{
     peer_connection::{
         PeerConnection, PeerConnectionHandler, PeerConnectionOptions, WriterRequest,
     },
-    piece_tracker::{AcquireRequest, AcquireResult, PieceTracker},
+    piece_tracker::{AcquireRequest, AcquireResult, Arrival, PieceTracker, UrgentRequest},
     session::CheckedIncomingConnection,
     session_stats::SessionStats,
     stream_connect::ConnectionKind,
@@ -144,6 +144,7 @@ impl TorrentStateLocked {
             .ok_or(Error::ChunkTrackerEmpty)
     }
 
+    #[allow(dead_code)] // confluence patch: nothing reads the pieces without changing them now.
     pub(crate) fn get_pieces(&self) -> crate::Result<&PieceTracker> {
         self.pieces.as_ref().ok_or(Error::ChunkTrackerEmpty)
     }
@@ -1013,9 +1014,19 @@ impl TorrentStateLive {
 
 const DEFAULT_PEER_REQUEST_WINDOW: usize = 128;
 
+/// confluence patch: a peer serves requests in the order they were sent, so a chunk a stream
+/// needs now waits behind everything asked of that peer before it. Each peer's queue is kept to
+/// about this much of its measured rate (a window of `MIN_WINDOW`..=`request_window` chunks),
+/// instead of always the full window (128 chunks, 2 MiB: 8 s from a 256 KiB/s peer).
+const QUEUE_SECS: f64 = 0.5;
+const MIN_WINDOW: usize = 8;
+const INITIAL_WINDOW: usize = 16;
+const RATE_SAMPLE: Duration = Duration::from_millis(500);
+
 struct PeerFlowControl {
     i_am_choked: bool,
     request_window: usize,
+    rate: RateMeter,
 }
 
 impl PeerFlowControl {
@@ -1023,8 +1034,72 @@ impl PeerFlowControl {
         Self {
             i_am_choked: true,
             request_window: max_request_window,
+            rate: RateMeter::new(),
         }
     }
+
+    /// confluence patch: how many chunks may be asked of the peer at once; `fetched` is its byte
+    /// counter, `busy` whether requests are out (an idle peer's rate is not sampled).
+    fn window(&mut self, fetched: u64, busy: bool) -> usize {
+        let w = match self.rate.update(fetched, busy) {
+            None => INITIAL_WINDOW,
+            Some(bps) => (bps * QUEUE_SECS / CHUNK_SIZE as f64).ceil() as usize,
+        };
+        w.max(MIN_WINDOW).min(self.request_window)
+    }
+
+    /// confluence patch: when a chunk asked now, behind `queued` others, should have arrived.
+    fn due_in(&self, queued: usize) -> Duration {
+        match self.rate.bps {
+            None => Duration::from_millis(1500),
+            Some(bps) => {
+                let drain = (queued + 1) as f64 * CHUNK_SIZE as f64 / bps.max(1.0);
+                Duration::from_secs_f64((2.0 * drain + 0.25).min(10.0))
+            }
+        }
+    }
+}
+
+/// confluence patch: a peer's download rate, averaged over samples taken while it was busy.
+struct RateMeter {
+    since: Instant,
+    bytes_then: u64,
+    bps: Option<f64>,
+}
+
+impl RateMeter {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            bytes_then: 0,
+            bps: None,
+        }
+    }
+
+    fn update(&mut self, fetched: u64, busy: bool) -> Option<f64> {
+        let dt = self.since.elapsed();
+        if dt >= RATE_SAMPLE {
+            if busy {
+                let sample = fetched.saturating_sub(self.bytes_then) as f64 / dt.as_secs_f64();
+                self.bps = Some(match self.bps {
+                    None => sample,
+                    Some(r) => 0.5 * r + 0.5 * sample,
+                });
+            }
+            self.since = Instant::now();
+            self.bytes_then = fetched;
+        }
+        self.bps
+    }
+}
+
+/// confluence patch: what a peer's request loop found to ask for.
+enum NextRequests {
+    /// Its window is full.
+    NoSlot,
+    /// Nothing it has is wanted now.
+    Nothing,
+    Chunks(Vec<ChunkInfo>),
 }
 
 // All peer state that would never be used by other actors should pe put here.
@@ -1427,14 +1502,22 @@ impl PeerHandler {
         Ok(())
     }
 
-    /// Acquire a piece for this peer: try steal (10x) → reserve → steal (3x).
-    ///
-    /// Returns the piece index to download, or None if no pieces are available.
-    fn acquire_next_piece(&self) -> crate::Result<Option<ValidPieceIndex>> {
+    /// confluence patch: the chunks to ask this peer for next, at most its free request slots,
+    /// already recorded as asked. First chunks of the pieces streams read next (shared among
+    /// peers), then the rest of the whole piece it owns (`current`), then a new whole piece:
+    /// upstream's try steal (10x) → reserve → steal (3x).
+    fn next_requests(&self, current: &mut Option<ValidPieceIndex>) -> crate::Result<NextRequests> {
         if self.is_choked() {
             debug!("we are choked, can't acquire piece");
-            return Ok(None);
+            return Ok(NextRequests::Nothing);
         }
+        let requested = self.requested_inflight_count().unwrap_or(0);
+        let (window, due_in) = {
+            let fetched = self.counters.fetched_bytes.load(Ordering::Relaxed);
+            let mut flow = self.lock_flow_control("next_requests");
+            let window = flow.window(fetched, requested > 0);
+            (window, flow.due_in(window))
+        };
 
         // Steal info to process after releasing the peer lock
         let mut steal_info: Option<(SocketAddr, ValidPieceIndex)> = None;
@@ -1442,10 +1525,17 @@ impl PeerHandler {
         let result = self
             .state
             .peers
-            .with_live_mut(self.addr, "acquire_next_piece", |live| {
-                let mut g = self.state.lock_write("acquire_next_piece");
+            .with_live_mut(self.addr, "next_requests", |live| {
+                let free = window.saturating_sub(live.requested_inflight_count());
+                if free == 0 {
+                    return Ok(NextRequests::NoSlot);
+                }
+                let now = Instant::now();
+                let mut g = self.state.lock_write("next_requests");
 
                 let bf = &live.bitfield;
+                let peer_has_piece =
+                    |p: ValidPieceIndex| bf.get(p.get_usize()).map(|v| *v) == Some(true);
                 // Extract references to disjoint fields
                 let TorrentStateLocked {
                     pieces,
@@ -1453,36 +1543,62 @@ impl PeerHandler {
                     ..
                 } = &mut **g;
                 let pieces = pieces.as_mut().ok_or(Error::ChunkTrackerEmpty)?;
-                let result = pieces.acquire_piece(AcquireRequest {
+                let mut out = pieces.take_urgent_chunks(UrgentRequest {
                     peer: self.addr,
-                    peer_avg_time: self.counters.average_piece_download_time(),
-                    priority_pieces: self.state.streams.iter_next_pieces(&self.state.lengths),
-                    file_priorities,
-                    file_infos: &self.state.metadata.file_infos,
-                    peer_has_piece: |p| bf.get(p.get() as usize).map(|v| *v) == Some(true),
-                    can_steal: |p| {
-                        self.state.per_piece_locks[p.get_usize()]
-                            .try_write()
-                            .is_some()
-                    },
+                    urgent: self.state.streams.iter_urgent_pieces(&self.state.lengths),
+                    peer_has_piece,
+                    max: free,
+                    now,
+                    due: now + due_in,
                 });
-
-                match result {
-                    AcquireResult::Reserved(piece) => {
-                        trace!("reserved piece {}", piece);
-                        Ok(Some(piece))
+                if out.is_empty()
+                    && let Some(piece) = *current
+                {
+                    out = pieces.next_owned_chunks(self.addr, piece, free);
+                    if out.is_empty() {
+                        *current = None;
                     }
-                    AcquireResult::Stolen { piece, from_peer } => {
-                        debug!("stole piece {} from {}", piece, from_peer);
-                        // Store steal info to process after releasing peer lock to avoid deadlock
-                        steal_info = Some((from_peer, piece));
-                        Ok(Some(piece))
-                    }
-                    AcquireResult::NoneAvailable => Ok(None),
                 }
+                if out.is_empty() {
+                    let acquired = pieces.acquire_piece(AcquireRequest {
+                        peer: self.addr,
+                        peer_avg_time: self.counters.average_piece_download_time(),
+                        priority_pieces: self.state.streams.iter_next_pieces(&self.state.lengths),
+                        file_priorities,
+                        file_infos: &self.state.metadata.file_infos,
+                        peer_has_piece,
+                        can_steal: |p| {
+                            self.state.per_piece_locks[p.get_usize()]
+                                .try_write()
+                                .is_some()
+                        },
+                    });
+                    let piece = match acquired {
+                        AcquireResult::Reserved(piece) => {
+                            trace!("reserved piece {}", piece);
+                            Some(piece)
+                        }
+                        AcquireResult::Stolen { piece, from_peer } => {
+                            debug!("stole piece {} from {}", piece, from_peer);
+                            steal_info = Some((from_peer, piece));
+                            Some(piece)
+                        }
+                        AcquireResult::NoneAvailable => None,
+                    };
+                    if let Some(piece) = piece {
+                        *current = Some(piece);
+                        out = pieces.next_owned_chunks(self.addr, piece, free);
+                    }
+                }
+                // An ask this peer has out already (a piece stolen back) is not sent twice.
+                out.retain(|c| live.add_inflight_request(*c));
+                Ok(if out.is_empty() {
+                    NextRequests::Nothing
+                } else {
+                    NextRequests::Chunks(out)
+                })
             })
-            .transpose()
-            .map(|r| r.flatten());
+            .unwrap_or(Ok(NextRequests::Nothing));
 
         // Process steal notification outside the peer lock to avoid deadlock
         if let Some((from_peer, piece)) = steal_info {
@@ -1652,6 +1768,8 @@ impl PeerHandler {
             }
         };
 
+        // confluence patch: the whole piece this peer is asking for, a window at a time.
+        let mut current: Option<ValidPieceIndex> = None;
         loop {
             // If we have full torrent, we don't need to request more pieces.
             // However we might still need to seed them to the peer.
@@ -1684,19 +1802,21 @@ impl PeerHandler {
             update_interest(self, true)?;
             aframe!(self.wait_for_request_slot()).await;
 
-            // Acquire a piece using the strategy: try steal (10x) → reserve → steal (3x).
             let new_piece_notify = self.state.new_pieces_notify.notified();
-            let next = match self.acquire_next_piece()? {
-                Some(next) => next,
-                None => {
+            let chunks = match self.next_requests(&mut current)? {
+                NextRequests::Chunks(chunks) => chunks,
+                NextRequests::NoSlot => continue,
+                NextRequests::Nothing => {
                     debug!("no pieces to request");
-                    match aframe!(tokio::time::timeout(
+                    // confluence patch: while a stream reads, asks of other peers go overdue
+                    // without anyone being notified, so look again soon.
+                    let wait = if self.state.streams.is_empty() {
                         // Half of default rw timeout not to race with it.
-                        Duration::from_secs(5),
-                        new_piece_notify
-                    ))
-                    .await
-                    {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::from_millis(200)
+                    };
+                    match aframe!(tokio::time::timeout(wait, new_piece_notify)).await {
                         Ok(()) => debug!("woken up, new pieces might be available"),
                         Err(_) => debug!("woken up by sleep timer"),
                     }
@@ -1704,14 +1824,12 @@ impl PeerHandler {
                 }
             };
 
-            for chunk in self.state.lengths.iter_chunk_infos(next) {
+            for chunk in chunks {
                 let request = Request {
-                    index: next.get(),
+                    index: chunk.piece_index.get(),
                     begin: chunk.offset,
                     length: chunk.size,
                 };
-
-                aframe!(self.wait_for_request_slot()).await;
 
                 self.state
                     .ratelimits
@@ -1725,34 +1843,17 @@ impl PeerHandler {
                         .await?;
                 }
 
-                aframe!(self.wait_for_request_slot()).await;
-
+                // Another peer's copy may have arrived while we waited, cancelling this ask.
                 match self
                     .state
                     .peers
-                    .with_live_mut(handle, "add chunk request", |live| {
-                        live.add_inflight_request(chunk)
-                    }) {
+                    .with_live(handle, |live| live.has_inflight_request(&chunk))
+                {
                     Some(true) => {}
-                    Some(false) => {
-                        // This request was already in-flight for this peer for this chunk.
-                        // This might happen in theory, but not very likely.
-                        //
-                        // Example:
-                        // someone stole a piece from us, and then died, the piece became "needed" again, and we reserved it
-                        // all before the piece request was processed by us.
-                        warn!(
-                            id = self.state.shared.id,
-                            info_hash = ?self.state.shared.info_hash,
-                            addr = ?self.addr,
-                            "we already requested {:?} previously",
-                            chunk
-                        );
-                        continue;
-                    }
+                    Some(false) => continue,
                     // peer died
                     None => return Ok(()),
-                };
+                }
 
                 if self
                     .tx
@@ -1852,34 +1953,35 @@ impl PeerHandler {
             // So that by the time we are done writing AND if it was the last piece,
             // we can actually checksum etc.
             // Otherwise it might get into some weird state.
-            let ppl_guard = {
-                let g = state.lock_read("check_steal");
-
-                let ppl = state
-                    .per_piece_locks
-                    .get(piece.index as usize)
-                    .map(|l| l.read());
-
-                match g.get_pieces()?.get_inflight(chunk_info.piece_index) {
-                    Some(inflight) if inflight.peer == addr => {}
-                    Some(inflight) => {
+            //
+            // confluence patch: a shared piece takes a chunk from any peer, the first copy only;
+            // the other peers asked for it are sent cancels below. The per-piece lock is taken
+            // before the state lock: whoever completes a shared piece waits for this write to
+            // end (below) without holding the state lock.
+            let ppl_guard = state
+                .per_piece_locks
+                .get(piece.index as usize)
+                .map(|l| l.read());
+            let cancel = {
+                let mut g = state.lock_write("chunk_arrival");
+                match g.get_pieces_mut()?.chunk_arrival(addr, chunk_info) {
+                    Arrival::Write { cancel } => cancel,
+                    Arrival::Ignore => {
                         debug!(
-                            "in-flight piece {} was stolen by {}, ignoring",
-                            chunk_info.piece_index, inflight.peer
-                        );
-                        return Ok(());
-                    }
-                    None => {
-                        debug!(
-                            "in-flight piece {} not found. it was probably completed by someone else",
+                            "piece {} is no longer ours, done or has this chunk, ignoring",
                             chunk_info.piece_index
                         );
                         return Ok(());
                     }
-                };
-
-                ppl
+                }
             };
+            for other in cancel {
+                state
+                    .peers
+                    .with_live_mut(other, "cancel duplicate ask", |live| {
+                        live.cancel_inflight_request(chunk_info)
+                    });
+            }
 
             // While we hold per piece lock, noone can steal it.
             // So we can proceed writing knowing that the piece is ours now and will still be by the time
@@ -1900,8 +2002,13 @@ impl PeerHandler {
                 };
             }
 
+            let digest = {
+                let (a, b) = piece.data();
+                crate::shared_piece::digest(&[a, b])
+            };
             let full_piece_download_time = {
                 let mut g = state.lock_write("mark_chunk_downloaded");
+                g.get_pieces_mut()?.wrote_chunk(chunk_info, addr, digest);
                 let chunk_marking_result = g.get_pieces_mut()?.mark_chunk_downloaded(piece);
                 trace!(?piece, chunk_marking_result=?chunk_marking_result);
 
@@ -1909,7 +2016,8 @@ impl PeerHandler {
                     Some(ChunkMarkingResult::Completed) => {
                         trace!("piece={} done, will write and checksum", piece.index);
                         // Remove from inflight to prevent others from stealing it during hash check.
-                        g.get_pieces_mut()?.take_inflight(chunk_info.piece_index)
+                        g.get_pieces_mut()?
+                            .take_inflight_piece(chunk_info.piece_index)
                     }
                     Some(ChunkMarkingResult::PreviouslyCompleted) => {
                         // TODO: we might need to send cancellations here.
@@ -1930,10 +2038,17 @@ impl PeerHandler {
             // It shouldn't impact perf anyway, but dropping just in case.
             drop(ppl_guard);
 
-            let full_piece_download_time = match full_piece_download_time {
+            let completed = match full_piece_download_time {
                 Some(t) => t,
                 None => return Ok(()),
             };
+            // confluence patch: another peer may still be writing a chunk of a shared piece it
+            // checked before the piece left the in-flight set; wait for it before hashing.
+            if let Some(l) = state.per_piece_locks.get(piece.index as usize) {
+                drop(l.write());
+            }
+            let full_piece_download_time = completed.started.elapsed();
+            let shared = completed.shared;
 
             match state
                 .file_ops()
@@ -1941,10 +2056,28 @@ impl PeerHandler {
                 .with_context(|| format!("error checking piece={index}"))?
             {
                 true => {
-                    {
+                    let liars = {
                         let mut g = state.lock_write("mark_piece_downloaded");
-                        g.get_pieces_mut()?
-                            .mark_piece_hash_ok(chunk_info.piece_index);
+                        let pieces = g.get_pieces_mut()?;
+                        pieces.mark_piece_hash_ok(chunk_info.piece_index);
+                        match &shared {
+                            Some(s) => pieces.shared_piece_passed(chunk_info.piece_index, s),
+                            None => Vec::new(),
+                        }
+                    };
+                    // confluence patch: peers whose chunks of an earlier attempt differ.
+                    for liar in liars {
+                        warn!(
+                            id = state.shared.id,
+                            info_hash = ?state.shared.info_hash,
+                            addr = ?liar,
+                            "peer sent corrupt chunks of shared piece={}, disconnecting it", index
+                        );
+                        state.peers.with_live_mut(liar, "disconnect liar", |live| {
+                            let _ = live.tx.send(WriterRequest::Disconnect(Err(anyhow::anyhow!(
+                                "sent corrupt chunks"
+                            ))));
+                        });
                     }
 
                     // Global piece counters.
@@ -1971,8 +2104,11 @@ impl PeerHandler {
                         Ordering::Relaxed,
                     );
 
-                    // Per-peer piece counters.
-                    counters.on_piece_completed(piece_len, full_piece_download_time);
+                    // Per-peer piece counters. confluence patch: a shared piece's time is not
+                    // this peer's (it feeds the steal thresholds).
+                    if shared.is_none() {
+                        counters.on_piece_completed(piece_len, full_piece_download_time);
+                    }
                     state.peers.reset_peer_backoff(addr);
 
                     trace!(piece = index, "successfully downloaded and verified");
@@ -1980,6 +2116,20 @@ impl PeerHandler {
                     state.on_piece_completed(chunk_info.piece_index)?;
 
                     state.transmit_haves(chunk_info.piece_index);
+                }
+                false if let Some(s) = shared.filter(|s| s.many_contributors()) => {
+                    // confluence patch: several peers supplied it, so the one that sent the last
+                    // chunk is not to blame; it is fetched whole next time.
+                    warn!(
+                        id = state.shared.id,
+                        info_hash = ?state.shared.info_hash,
+                        "checksum for shared piece={} did not validate, fetching it again", index
+                    );
+                    state
+                        .lock_write("mark_piece_broken")
+                        .get_pieces_mut()?
+                        .mark_shared_piece_hash_failed(chunk_info.piece_index, *s);
+                    state.new_pieces_notify.notify_waiters();
                 }
                 false => {
                     warn!(
@@ -2071,17 +2221,12 @@ impl PeerHandler {
     }
 
     fn can_send_request(&self) -> bool {
-        let (i_am_choked, request_window) = {
-            let flow = self.lock_flow_control("can_send_request");
-            (flow.i_am_choked, flow.request_window)
-        };
-
-        if i_am_choked {
+        let Some(requested) = self.requested_inflight_count() else {
             return false;
-        }
-
-        self.requested_inflight_count()
-            .is_some_and(|requested| requested < request_window)
+        };
+        let fetched = self.counters.fetched_bytes.load(Ordering::Relaxed);
+        let mut flow = self.lock_flow_control("can_send_request");
+        !flow.i_am_choked && requested < flow.window(fetched, requested > 0)
     }
 
     fn lock_flow_control(

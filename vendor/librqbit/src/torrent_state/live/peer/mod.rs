@@ -358,6 +358,28 @@ impl LivePeerState {
         }
     }
 
+    /// confluence patch: cancels one ask (another peer's copy of the chunk arrived first).
+    pub fn cancel_inflight_request(&mut self, chunk: &InflightRequest) -> bool {
+        if !self.inflight_requests.remove(chunk) {
+            return false;
+        }
+        let _ = self
+            .tx
+            .send(WriterRequest::Message(Message::Cancel(Request {
+                index: chunk.piece_index.get(),
+                begin: chunk.offset,
+                length: chunk.size,
+            })));
+        self.late_cancelled_request_tolerance += 1;
+        self.request_slots_changed.notify_waiters();
+        true
+    }
+
+    /// confluence patch: whether this chunk is still asked of the peer.
+    pub fn has_inflight_request(&self, chunk: &InflightRequest) -> bool {
+        self.inflight_requests.contains(chunk)
+    }
+
     pub fn inflight_requests(&self) -> impl Iterator<Item = &InflightRequest> {
         self.inflight_requests.iter()
     }
