@@ -1,6 +1,7 @@
 """A UPnP control point for tests/it/dlna.rs, on async-upnp-client (PyPI): discovers the daemon's
-MediaServer by M-SEARCH on loopback, reads its description, browses the whole ContentDirectory
-(paging with a small RequestedCount) and streams chosen items' <res> URLs.
+MediaServer by M-SEARCH from 127.0.0.1, reads its description, browses the whole ContentDirectory
+(paging with a small RequestedCount) and streams chosen items' <res> URLs. tests/it/dlna.rs runs
+it inside the test's own network namespace, where `lo` is the only link: the multicast stays there.
 
 Usage: dlna_cp.py PORT PAGE [TITLE ...]  -- prints one JSON object; exits non-zero on failure.
 Every wait is bounded.

@@ -1,20 +1,30 @@
 //! `-dlna`: a real UPnP control point (async-upnp-client from PyPI, `tests/dlna_cp.py`) finds
-//! the daemon by M-SEARCH on loopback, browses it and streams items; the device UUID survives a
-//! restart; bad SOAP gets UPnP faults or 4xx; `/data` speaks the DLNA headers.
+//! the daemon by M-SEARCH, browses it and streams items; NOTIFY alive and byebye; the device UUID
+//! survives a restart; bad SOAP gets UPnP faults or 4xx; `/data` speaks the DLNA headers.
 //!
-//! SSDP runs on 127.0.0.1 only (`-dlnaInterfaces=127.0.0.1`): multicast to 239.255.255.250
-//! through `lo` stays on this machine, and nothing about `lo` is changed.
+//! SSDP is multicast (239.255.255.250:1900), and a `-dlna` daemon announces itself as soon as it
+//! starts. So every test here runs in a network namespace of its own
+//! ([`common::netns::enter_private`] at its start): only `lo`, up, no route off it. The daemon
+//! (`-dlnaInterfaces=127.0.0.1`), the control point, the NOTIFY listener and the test's own
+//! requests all live there; no datagram reaches the machine's network, its `lo` included, and
+//! tests running side by side do not hear each other. The harness swarm is in the root
+//! namespace, out of reach: what the tests stream is uploaded (`/upload`) and served from the
+//! daemon's cache.
 
 use crate::common;
 
 use std::{
     path::{Path, PathBuf},
-    process::Command,
+    process::{Child, Command},
     sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use common::{form::Form, *};
+use common::{
+    form::{upload_form, Form},
+    netns::{self, enter_private, PrivateNet},
+    *,
+};
 use serde_json::Value;
 
 const CDS: &str = "urn:schemas-upnp-org:service:ContentDirectory:1";
@@ -24,7 +34,8 @@ const EVIL_NAME: &str = "conf <b>&\"x";
 const EVIL_FILE: &str = "<b>&\"x.mp4";
 const EVIL_DIR: &str = "dir<&>";
 
-/// A venv under `target/` with async-upnp-client (pinned), made once (bounded waits).
+/// A venv under `target/` with async-upnp-client (pinned), made once (bounded waits). pip needs
+/// PyPI: call this before [`enter_private`].
 fn venv() -> &'static Path {
     static VENV: OnceLock<PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
@@ -33,6 +44,10 @@ fn venv() -> &'static Path {
         if ok.exists() {
             return dir;
         }
+        assert!(
+            !netns::is_private(),
+            "the DLNA venv is made with pip, which cannot reach PyPI from a private namespace"
+        );
         let _ = std::fs::remove_dir_all(&dir);
         let (st, _, err) = run_bounded(
             Command::new("python3").args(["-m", "venv"]).arg(&dir),
@@ -60,10 +75,11 @@ fn venv() -> &'static Path {
     })
 }
 
-/// Runs the control point against the daemon on `port`; `fetch` are titles to stream.
-fn control_point(port: u16, page: u32, fetch: &[&str]) -> Value {
+/// Runs the control point (in the caller's network namespace) against the daemon on `port`;
+/// `fetch` are titles to stream.
+fn control_point(venv: &Path, port: u16, page: u32, fetch: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dlna_cp.py");
-    let mut cmd = Command::new(venv().join("bin/python"));
+    let mut cmd = Command::new(venv.join("bin/python"));
     cmd.arg(script).arg(port.to_string()).arg(page.to_string());
     cmd.args(fetch);
     let (st, out, err) = run_bounded(&mut cmd, Duration::from_secs(200));
@@ -95,6 +111,67 @@ fn upload_evil(d: &Daemon) -> (String, Vec<u8>) {
     (sha1_hex(&t.info), data)
 }
 
+/// Two real clips, `clip.mp4` (its `moov` at the end, as a player finds it in the wild) and
+/// `clip.mkv`: 4 s of 320x240 H.264 and AAC made by ffmpeg once per test process (bounded).
+fn clips() -> &'static (Vec<u8>, Vec<u8>) {
+    static CLIPS: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    CLIPS.get_or_init(|| {
+        let dir = temp_dir("dlna-clips");
+        let make = |name: &str, format: &str| {
+            let out = dir.join(name);
+            let (st, _, err) = run_bounded(
+                Command::new("ffmpeg")
+                    .args(["-nostdin", "-loglevel", "error", "-y"])
+                    .args([
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        "testsrc2=size=320x240:rate=25:duration=4",
+                    ])
+                    .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=4"])
+                    .args(["-map", "0:v", "-map", "1:a", "-c:v", "libx264"])
+                    .args(["-preset", "veryfast", "-g", "50", "-pix_fmt", "yuv420p"])
+                    .args(["-threads", "1", "-c:a", "aac", "-b:a", "64k", "-f", format])
+                    .arg(&out),
+                Duration::from_secs(120),
+            );
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "ffmpeg {name} ({st:?}; ffmpeg: tests/deps.txt): {err}"
+            );
+            std::fs::read(&out).unwrap()
+        };
+        let clips = (make("clip.mp4", "mp4"), make("clip.mkv", "matroska"));
+        let _ = std::fs::remove_dir_all(&dir);
+        clips
+    })
+}
+
+/// Uploads torrent `media` with [`clips`]; returns its infohash.
+fn upload_media(d: &Daemon) -> String {
+    let (mp4, mkv) = clips();
+    let (ctype, body) = upload_form("media", &[("clip.mp4", mp4), ("clip.mkv", mkv)]);
+    let r = d.req(
+        "POST",
+        "/upload",
+        &[("Content-Type", &ctype)],
+        &body,
+        Duration::from_secs(60),
+    );
+    assert_eq!(r.status, 200, "upload: {}", r.text());
+    sha1_hex(&TorrentFile::parse(&r.body).info)
+}
+
+/// Starts a daemon with `args` and checks it runs in the test's namespace.
+fn start_in_ns(ns: &PrivateNet, dir: Option<&Path>, args: &[&str]) -> Daemon {
+    let d = match dir {
+        Some(dir) => Daemon::start_in(dir, args),
+        None => Daemon::start(args),
+    };
+    ns.assert_holds(d.pid().unwrap(), "the daemon");
+    d
+}
+
 fn objects(v: &Value) -> &Vec<Value> {
     v["objects"].as_array().expect("objects")
 }
@@ -117,21 +194,26 @@ fn sts(v: &Value, target: &str) -> Vec<String> {
 
 #[test]
 fn control_point_discovers_browses_and_streams() {
-    let s = swarm();
-    let _g = serial();
-    let d = Daemon::start(&[
-        "-dlna",
-        "-dlnaInterfaces=127.0.0.1",
-        &format!("-dlnaName={EVIL_NAME}"),
-    ]);
-    d.post_metainfo(&s.torrent_bytes("media"), &s.ih("media"));
+    // Made before entering the namespace: pip needs PyPI.
+    let venv = venv();
+    let Some(ns) = enter_private("control_point_discovers_browses_and_streams") else {
+        return;
+    };
+    let (mp4, mkv) = clips();
+    let d = start_in_ns(
+        &ns,
+        None,
+        &[
+            "-dlna",
+            "-dlnaInterfaces=127.0.0.1",
+            &format!("-dlnaName={EVIL_NAME}"),
+        ],
+    );
+    let media_ih = upload_media(&d);
     let (evil_ih, evil_data) = upload_evil(&d);
-    let media = s.torrent("media");
-    let mp4 = s.file_payload(&media, "clip.mp4");
-    let mkv = s.file_payload(&media, "clip.mkv");
 
     // Page size 1: every container is read with StartingIndex 0, 1, 2, ...
-    let v = control_point(d.port, 1, &["clip.mp4", "clip.mkv", EVIL_FILE]);
+    let v = control_point(venv, d.port, 1, &["clip.mp4", "clip.mkv", EVIL_FILE]);
 
     let uuid = std::fs::read_to_string(d.data_dir.join("dlna-uuid")).unwrap();
     let uuid = uuid.trim();
@@ -171,15 +253,15 @@ fn control_point_discovers_browses_and_streams() {
     let m = find(&v, "media");
     assert_eq!(
         (&m["id"], &m["parent_id"]),
-        (&s.ih("media").into(), &"0".into())
+        (&media_ih.as_str().into(), &"0".into())
     );
     assert_eq!(m["child_count"], "2");
     for (name, bytes, mime) in [
-        ("clip.mp4", &mp4, "video/mp4"),
-        ("clip.mkv", &mkv, "video/x-matroska"),
+        ("clip.mp4", mp4, "video/mp4"),
+        ("clip.mkv", mkv, "video/x-matroska"),
     ] {
         let it = find(&v, name);
-        assert_eq!(it["parent_id"], s.ih("media"), "{name}");
+        assert_eq!(it["parent_id"], media_ih.as_str(), "{name}");
         assert_eq!(it["class"], "object.item.videoItem", "{name}");
         let res = &it["res"][0];
         assert_eq!(res["size"], bytes.len(), "{name}");
@@ -190,7 +272,7 @@ fn control_point_discovers_browses_and_streams() {
         );
         assert_eq!(
             res["url"],
-            d.url(&format!("/data/infohash/{}/{name}", s.ih("media")))
+            d.url(&format!("/data/infohash/{media_ih}/{name}"))
         );
         let f = &v["fetched"][name];
         assert_eq!(f["status"], 200, "{name}");
@@ -254,16 +336,19 @@ fn udn(d: &Daemon) -> String {
 
 #[test]
 fn uuid_survives_a_restart() {
+    let Some(ns) = enter_private("uuid_survives_a_restart") else {
+        return;
+    };
     let dir = temp_dir("dlna-uuid");
-    let mut d = Daemon::start_in(&dir, &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    let mut d = start_in_ns(&ns, Some(&dir), &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
     let first = udn(&d);
     assert!(first.starts_with("uuid:") && first.len() == 41, "{first}");
     d.stop();
-    let mut d = Daemon::start_in(&dir, &["-dlna", "-dlnaInterfaces=lo"]);
+    let mut d = start_in_ns(&ns, Some(&dir), &["-dlna", "-dlnaInterfaces=lo"]);
     assert_eq!(udn(&d), first, "same UUID after a restart");
     d.stop();
     // Without -dlnaInterfaces SSDP runs on -addr's address (127.0.0.1 here).
-    let other = Daemon::start(&["-dlna"]);
+    let other = start_in_ns(&ns, None, &["-dlna"]);
     assert!(
         other.log().contains("DLNA: SSDP on [127.0.0.1]"),
         "{}",
@@ -278,6 +363,10 @@ fn uuid_survives_a_restart() {
 
 #[test]
 fn bad_flags_stop_the_daemon_with_a_reason() {
+    // In a namespace too: a daemon that wrongly started would announce itself.
+    let Some(_ns) = enter_private("bad_flags_stop_the_daemon_with_a_reason") else {
+        return;
+    };
     for (args, want) in [
         (
             &["-dlna", "-authToken=s3cret"][..],
@@ -362,7 +451,10 @@ fn assert_fault(r: &Resp, code: u16, what: &str) {
 
 #[test]
 fn bad_soap_gets_faults_and_4xx() {
-    let d = Daemon::start(&["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    let Some(ns) = enter_private("bad_soap_gets_faults_and_4xx") else {
+        return;
+    };
+    let d = start_in_ns(&ns, None, &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
     let id = |d: &Daemon| {
         let r = soap(d, "ContentDirectory", "GetSystemUpdateID", "");
         assert_eq!(r.status, 200, "{}", r.text());
@@ -555,7 +647,10 @@ fn soap_body_browse() -> String {
 
 #[test]
 fn data_speaks_dlna_headers() {
-    let d = Daemon::start(&["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    let Some(ns) = enter_private("data_speaks_dlna_headers") else {
+        return;
+    };
+    let d = start_in_ns(&ns, None, &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
     let (ih, data) = upload_evil(&d);
     let target = format!(
         "/data/infohash/{ih}/{}/{}",
@@ -600,14 +695,15 @@ fn data_speaks_dlna_headers() {
     );
 }
 
-/// Listens for SSDP NOTIFYs on 127.0.0.1 (stdlib Python) until 1 s after the first byebye of
-/// `uuid`, or 30 s; prints one JSON object per NOTIFY of that device.
+/// Listens for SSDP NOTIFYs to the group on `lo` (stdlib Python) until 1 s after the first
+/// byebye of `uuid`, or 30 s; prints one JSON object per NOTIFY of that device. Bound to the
+/// group's address, so it gets only datagrams sent to the group.
 const NOTIFY_LISTENER: &str = r#"
 import json, socket, sys, time
 uuid, ready = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 1900))
+s.bind(("239.255.255.250", 1900))
 s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
              socket.inet_aton("239.255.255.250") + socket.inet_aton("127.0.0.1"))
 open(ready, "w").close()
@@ -629,39 +725,67 @@ while time.time() < deadline:
         deadline = min(deadline, time.time() + 1)
 "#;
 
+/// A child process that is killed (by PID) and reaped if the test ends before it does.
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    /// Its output once it exits, or once `limit` has passed (then it is killed).
+    fn output_within(&mut self, limit: Duration) -> std::process::Output {
+        let mut child = self.0.take().expect("running");
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[test]
 fn notify_alive_at_start_and_byebye_at_stop() {
+    let Some(ns) = enter_private("notify_alive_at_start_and_byebye_at_stop") else {
+        return;
+    };
     let dir = temp_dir("dlna-notify");
     std::fs::create_dir_all(&dir).unwrap();
     let uuid = "uuid:0a1b2c3d-1111-4222-8333-444444444444";
     std::fs::write(dir.join("dlna-uuid"), format!("{uuid}\n")).unwrap();
     let ready = dir.join("listener-ready");
-    let mut listener = Command::new("python3")
-        .args(["-c", NOTIFY_LISTENER, uuid])
-        .arg(&ready)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
+    let mut listener = Reaped(Some(
+        Command::new("python3")
+            .args(["-c", NOTIFY_LISTENER, uuid])
+            .arg(&ready)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3"),
+    ));
+    ns.assert_holds(listener.id(), "the NOTIFY listener");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ready.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(ready.exists(), "the NOTIFY listener did not start");
-    let mut d = Daemon::start_in(&dir, &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    let mut d = start_in_ns(&ns, Some(&dir), &["-dlna", "-dlnaInterfaces=127.0.0.1"]);
     assert_eq!(udn(&d), uuid, "an existing dlna-uuid is used");
     // The first two announcements go out at 0 and 1 s.
     std::thread::sleep(Duration::from_millis(1500));
     let location = d.url("/dlna/description.xml");
     d.stop();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while listener.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if listener.try_wait().unwrap().is_none() {
-        let _ = listener.kill();
-    }
-    let out = listener.wait_with_output().unwrap();
+    let out = listener.output_within(Duration::from_secs(40));
     let text = String::from_utf8_lossy(&out.stdout);
     let seen: Vec<Value> = text
         .lines()
@@ -692,4 +816,33 @@ fn notify_alive_at_start_and_byebye_at_stop() {
         assert_eq!(h["cache-control"], "max-age=1800", "{h}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the tests above rely on: inside the namespace there is no route, so multicast leaves only
+/// from a socket tied to `lo`'s 127.0.0.1 (bound to it, or naming it with `IP_MULTICAST_IF`);
+/// threads spawned inside are inside; the thread leaves the namespace with the guard.
+#[test]
+fn the_private_namespace_is_lo_only_and_is_left() {
+    let outer = netns::current();
+    {
+        let Some(ns) = enter_private("the_private_namespace_is_lo_only_and_is_left") else {
+            return;
+        };
+        assert!(netns::is_private());
+        assert_ne!(ns.id, outer);
+        let group = "239.255.255.250:1900";
+        let any = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+        let e = any
+            .send_to(b"M-SEARCH", group)
+            .expect_err("multicast from an unbound socket has no route in the namespace");
+        assert_eq!(e.raw_os_error(), Some(libc::ENETUNREACH), "{e}");
+        let lo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        lo.send_to(b"M-SEARCH", group)
+            .expect("multicast from 127.0.0.1 goes out of lo");
+        // A thread spawned inside inherits the namespace.
+        let id = std::thread::spawn(netns::current).join().unwrap();
+        assert_eq!(id, ns.id, "a thread spawned inside");
+    }
+    assert_eq!(netns::current(), outer, "the thread is back where it was");
+    assert!(!netns::is_private());
 }

@@ -5,7 +5,9 @@
 //! bytes, zeros, included). A v2-only torrent is refused with a clear 400.
 //!
 //! The seeder connects to the daemon's BitTorrent port itself, so this test needs neither the
-//! harness swarm nor its tracker.
+//! harness swarm nor its tracker. The daemon runs with `-dlna` (a front door to check), which
+//! announces over SSDP multicast: so the test runs in a network namespace of its own
+//! ([`common::netns`]), the seeder and the daemon with it.
 
 use crate::common;
 
@@ -129,6 +131,9 @@ fn hybrid_pad_files_hidden_everywhere() {
         fuse::can_mount("hybrid_pad_files_hidden_everywhere"),
         "this test needs /dev/fuse and root"
     );
+    let Some(ns) = common::netns::enter_private("hybrid_pad_files_hidden_everywhere") else {
+        return;
+    };
     let dir = temp_dir("pads");
     let (st, out, err) = run_bounded(
         Command::new(PY).arg(script()).arg("make").arg(&dir),
@@ -149,6 +154,7 @@ fn hybrid_pad_files_hidden_everywhere() {
     let mnt = fuse::MountDir::new();
     let mount = format!("-mount={}", mnt.0.display());
     let d = Daemon::start(&[&mount, "-dlna", "-dlnaInterfaces=127.0.0.1"]);
+    ns.assert_holds(d.pid().unwrap(), "the daemon");
 
     // A v2-only torrent keeps its clear 4xx.
     let v2 = std::fs::read(dir.join("v2only.torrent")).unwrap();
@@ -168,6 +174,7 @@ fn hybrid_pad_files_hidden_everywhere() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting hybrid.py seed");
+    ns.assert_holds(seeder.id(), "the seeder");
     let _seeder = Seeder(seeder);
 
     // Every real file, byte-exact through /data.

@@ -14,7 +14,7 @@ use std::{
 
 use super::{
     bencode::{metainfo, Benc},
-    run_bounded, Daemon,
+    run_bounded, skip_or_fail, Daemon,
 };
 
 pub const TRACKER: &str = "-implicitTracker=http://127.0.0.1:6969/announce";
@@ -33,26 +33,6 @@ pub fn is_root(test: &str, why: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     root || skip_or_fail(test, why)
-}
-
-/// A root-only test that cannot run here. It fails with the reason, unless
-/// `CONFLUENCE_ALLOW_SKIP=1` lets it be skipped (loudly, `SKIPPED …` on stderr; returns
-/// false). `CONFLUENCE_REQUIRE_ROOT=1` (set by `.ci/run`) makes it fail even then.
-pub fn skip_or_fail(test: &str, why: &str) -> bool {
-    let set = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
-    if set("CONFLUENCE_REQUIRE_ROOT") || !set("CONFLUENCE_ALLOW_SKIP") {
-        panic!(
-            "{test} cannot run: {why}. Run the tests as root with /dev/fuse, or set \
-             CONFLUENCE_ALLOW_SKIP=1 to skip root-only tests (CONFLUENCE_REQUIRE_ROOT=1 forbids that)"
-        );
-    }
-    // Straight to stderr: libtest's capture would hide an `eprintln!` of a passing test.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {why} (CONFLUENCE_ALLOW_SKIP=1): this test did not run"
-    );
-    false
 }
 
 pub fn mounted(dir: &Path) -> bool {

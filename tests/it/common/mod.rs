@@ -1,8 +1,9 @@
 //! Shared helpers for the black-box integration tests: the harness swarm, a daemon guard, a tiny
 //! HTTP/1.1 client with timeouts, a bencode span parser and byte-comparison helpers.
 //!
-//! Rules every test follows (DEVELOPERS' guide): only 127.0.0.0/8, `-dht=false` always, one
-//! temporary data dir per daemon, a bound on every wait, every process stopped by PID.
+//! Rules every test follows (DEVELOPERS' guide): only 127.0.0.0/8 (or a network namespace the
+//! test creates itself, [`netns`]), `-dht=false` always, one temporary data dir per daemon, a
+//! bound on every wait, every process stopped by PID.
 #![allow(dead_code)]
 
 use std::{
@@ -26,6 +27,7 @@ pub mod bencode;
 pub mod disk;
 pub mod form;
 pub mod fuse;
+pub mod netns;
 
 pub use bencode::{bdecode, Bencode, TorrentFile};
 
@@ -90,6 +92,28 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Root-only tests
+
+/// A root-only test (FUSE mounts, a network namespace of its own) that cannot run here. It fails
+/// with the reason, unless `CONFLUENCE_ALLOW_SKIP=1` lets it be skipped (loudly, `SKIPPED …` on
+/// stderr; returns false). `CONFLUENCE_REQUIRE_ROOT=1` (set by `.ci/run`) makes it fail even then.
+pub fn skip_or_fail(test: &str, why: &str) -> bool {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| v == "1");
+    if set("CONFLUENCE_REQUIRE_ROOT") || !set("CONFLUENCE_ALLOW_SKIP") {
+        panic!(
+            "{test} cannot run: {why}. Run the tests as root (FUSE tests also need /dev/fuse), or \
+             set CONFLUENCE_ALLOW_SKIP=1 to skip root-only tests (CONFLUENCE_REQUIRE_ROOT=1 forbids that)"
+        );
+    }
+    // Straight to stderr: libtest's capture would hide an `eprintln!` of a passing test.
+    let _ = writeln!(
+        io::stderr(),
+        "SKIPPED {test}: {why} (CONFLUENCE_ALLOW_SKIP=1): this test did not run"
+    );
+    false
 }
 
 // ------------------------------------------------------------------------------------------
@@ -174,6 +198,10 @@ static SWARM: OnceLock<Result<Swarm, String>> = OnceLock::new();
 /// The harness swarm, brought up once per test process (`swarm.sh up` is idempotent and
 /// locked). Panics with the script's message when it cannot come up: never a silent pass.
 pub fn swarm() -> &'static Swarm {
+    assert!(
+        !netns::is_private(),
+        "swarm() from a test's private network namespace: the swarm lives in the root one"
+    );
     match SWARM.get_or_init(Swarm::up) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
