@@ -481,6 +481,16 @@ impl PieceTracker {
         }
     }
 
+    /// How many of these asks are for shared pieces.
+    pub fn shared_asks<'a>(&self, asks: impl Iterator<Item = &'a ChunkInfo>) -> usize {
+        asks.filter(|c| {
+            self.inflight
+                .get(&c.piece_index)
+                .is_some_and(|i| i.shared.is_some())
+        })
+        .count()
+    }
+
     /// A chunk arrived from `peer`: whether to write it, and whose asks for it to cancel.
     pub(crate) fn chunk_arrival(&mut self, peer: PeerHandle, chunk: &ChunkInfo) -> Arrival {
         let downloaded = self

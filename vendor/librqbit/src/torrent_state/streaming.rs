@@ -32,12 +32,27 @@ const PER_STREAM_BUF_DEFAULT: u64 = 32 * 1024 * 1024;
 /// from every peer (`shared_piece`); at least the piece under the stream's position.
 const PER_STREAM_URGENT: u64 = 4 * 1024 * 1024;
 
+/// confluence patch: a player opening a media container reads its header, then its index at
+/// the end (mp4's moov, mkv's cues, avi's idx1), and only then plays. While a stream on such a
+/// file is at its start, the file's last `MEDIA_INDEX` bytes are urgent too, so they are fetched
+/// alongside the header instead of after it.
+const MEDIA_INDEX: u64 = 1024 * 1024;
+const INDEX_AT_END: &[&str] = &["mp4", "m4v", "mov", "3gp", "mkv", "mka", "webm", "avi"];
+
+fn index_at_end(name: &std::path::Path) -> bool {
+    name.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| INDEX_AT_END.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
 struct StreamState {
     file_id: usize,
     file_len: u64,
     file_abs_offset: u64,
     position: u64,
     waker: Option<Waker>,
+    /// confluence patch: the file is a media container with its index at the end.
+    index_at_end: bool,
 }
 
 impl StreamState {
@@ -47,6 +62,28 @@ impl StreamState {
 
     fn queue<'a>(&self, lengths: &'a Lengths) -> impl Iterator<Item = ValidPieceIndex> + use<'a> {
         self.pieces_ahead(lengths, PER_STREAM_BUF_DEFAULT)
+    }
+
+    /// confluence patch: the pieces under and just ahead of the stream; while it is at the start
+    /// of a media container, those of the container's index at the end come second.
+    fn urgent(&self, lengths: &Lengths) -> Vec<ValidPieceIndex> {
+        let mut pieces: Vec<_> = self.pieces_ahead(lengths, PER_STREAM_URGENT).collect();
+        if self.index_at_end
+            && self.position < PER_STREAM_URGENT
+            && self.file_len > 2 * PER_STREAM_URGENT
+        {
+            let dpl = lengths.default_piece_length() as u64;
+            let end = self.file_abs_offset + self.file_len;
+            let first = (end - MEDIA_INDEX) / dpl;
+            let last = (end - 1) / dpl;
+            // Right after the piece under the stream: the player asks for the index next.
+            let at = pieces.len().min(1);
+            pieces.splice(
+                at..at,
+                (first..=last).filter_map(|i| lengths.validate_piece_index(i.try_into().ok()?)),
+            );
+        }
+        pieces
     }
 
     fn pieces_ahead<'a>(
@@ -95,9 +132,7 @@ impl TorrentStreams {
         &'a self,
         lengths: &'a Lengths,
     ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
-        self.interleave(lengths, |s, l| {
-            s.pieces_ahead(l, PER_STREAM_URGENT).collect()
-        })
+        self.interleave(lengths, |s, l| s.urgent(l))
     }
 
     fn interleave<'a>(
@@ -382,9 +417,12 @@ impl ManagedTorrent {
             .metadata
             .load_full()
             .context("torrent metadata is not resolved")?;
-        let (fd_len, fd_offset) = self.with_storage_and_file(
+        let (fd_len, fd_offset, media) = self.with_storage_and_file(
             file_id,
-            |_fd, fi| (fi.len, fi.offset_in_torrent),
+            |_fd, fi| {
+                let media = index_at_end(&fi.relative_filename);
+                (fi.len, fi.offset_in_torrent, media)
+            },
             &metadata,
         )?;
         let streams = self.streams()?;
@@ -410,6 +448,7 @@ impl ManagedTorrent {
                 waker: None,
                 file_len: fd_len,
                 file_abs_offset: fd_offset,
+                index_at_end: media,
             },
         );
 

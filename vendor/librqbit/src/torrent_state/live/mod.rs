@@ -1019,6 +1019,7 @@ const DEFAULT_PEER_REQUEST_WINDOW: usize = 128;
 /// about this much of its measured rate (a window of `MIN_WINDOW`..=`request_window` chunks),
 /// instead of always the full window (128 chunks, 2 MiB: 8 s from a 256 KiB/s peer).
 const QUEUE_SECS: f64 = 0.5;
+const URGENT_SECS: f64 = 0.25;
 const MIN_WINDOW: usize = 8;
 const INITIAL_WINDOW: usize = 16;
 const RATE_SAMPLE: Duration = Duration::from_millis(500);
@@ -1048,10 +1049,20 @@ impl PeerFlowControl {
         w.max(MIN_WINDOW).min(self.request_window)
     }
 
+    /// confluence patch: how many urgent chunks may be asked of the peer at once: about
+    /// `URGENT_SECS` of its rate, so that a piece a reader waits for is spread over many peers
+    /// rather than queued at the first few that connected.
+    fn urgent_cap(&self) -> usize {
+        match self.rate.bps {
+            None => 4,
+            Some(bps) => ((bps * URGENT_SECS / CHUNK_SIZE as f64).ceil() as usize).max(2),
+        }
+    }
+
     /// confluence patch: when a chunk asked now, behind `queued` others, should have arrived.
     fn due_in(&self, queued: usize) -> Duration {
         match self.rate.bps {
-            None => Duration::from_millis(1500),
+            None => Duration::from_millis(750),
             Some(bps) => {
                 let drain = (queued + 1) as f64 * CHUNK_SIZE as f64 / bps.max(1.0);
                 Duration::from_secs_f64((2.0 * drain + 0.25).min(10.0))
@@ -1097,6 +1108,8 @@ impl RateMeter {
 enum NextRequests {
     /// Its window is full.
     NoSlot,
+    /// It has as many urgent chunks out as it should; wait for one to come back.
+    UrgentFull,
     /// Nothing it has is wanted now.
     Nothing,
     Chunks(Vec<ChunkInfo>),
@@ -1512,11 +1525,11 @@ impl PeerHandler {
             return Ok(NextRequests::Nothing);
         }
         let requested = self.requested_inflight_count().unwrap_or(0);
-        let (window, due_in) = {
+        let (window, due_in, urgent_cap) = {
             let fetched = self.counters.fetched_bytes.load(Ordering::Relaxed);
             let mut flow = self.lock_flow_control("next_requests");
             let window = flow.window(fetched, requested > 0);
-            (window, flow.due_in(window))
+            (window, flow.due_in(window), flow.urgent_cap())
         };
 
         // Steal info to process after releasing the peer lock
@@ -1543,11 +1556,15 @@ impl PeerHandler {
                     ..
                 } = &mut **g;
                 let pieces = pieces.as_mut().ok_or(Error::ChunkTrackerEmpty)?;
+                let urgent_out = pieces.shared_asks(live.inflight_requests());
+                if urgent_out >= urgent_cap {
+                    return Ok(NextRequests::UrgentFull);
+                }
                 let mut out = pieces.take_urgent_chunks(UrgentRequest {
                     peer: self.addr,
                     urgent: self.state.streams.iter_urgent_pieces(&self.state.lengths),
                     peer_has_piece,
-                    max: free,
+                    max: free.min(urgent_cap - urgent_out),
                     now,
                     due: now + due_in,
                 });
@@ -1803,9 +1820,20 @@ impl PeerHandler {
             aframe!(self.wait_for_request_slot()).await;
 
             let new_piece_notify = self.state.new_pieces_notify.notified();
+            let Some(slots) = self.request_slots_changed() else {
+                return Ok(());
+            };
+            let slot_freed = slots.notified();
+            tokio::pin!(slot_freed);
+            slot_freed.as_mut().enable();
             let chunks = match self.next_requests(&mut current)? {
                 NextRequests::Chunks(chunks) => chunks,
                 NextRequests::NoSlot => continue,
+                NextRequests::UrgentFull => {
+                    // Asks go overdue without a notification: look again soon in any case.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), slot_freed).await;
+                    continue;
+                }
                 NextRequests::Nothing => {
                     debug!("no pieces to request");
                     // confluence patch: while a stream reads, asks of other peers go overdue
