@@ -155,8 +155,10 @@ class Player:
 
     def phases(self, url, t0):
         read_exact(url, 0, HEADER, self.payload)
+        self.result["header_s"] = time.monotonic() - t0
         self.phase = "index"
         read_exact(url, self.size - INDEX, self.size, self.payload)
+        self.result["index_s"] = time.monotonic() - t0
         self.playhead = HEADER
         reader = Reader(url, HEADER, self.size, self.payload, self.ahead)
         reader.start()

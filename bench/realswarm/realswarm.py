@@ -171,7 +171,8 @@ def measure_profile(ctx, name, factor):
                 try:
                     out = one_run(ctx, cls, prof, bitrate)
                     res["runs"].append(out)
-                    log(f"  run {r + 1} {cls.name}: startup {out['startup_s']:.2f} s, rebuffers "
+                    log(f"  run {r + 1} {cls.name}: startup {out['startup_s']:.2f} s (header at "
+                        f"{out.get('header_s', float('nan')):.2f} s, index at {out.get('index_s', float('nan')):.2f} s), rebuffers "
                         f"{out['rebuffers']} ({out['rebuffer_s']:.2f} s), seek {out['seek_s']:.2f} s")
                 except Exception as e:  # noqa: BLE001 - a failed run is reported, never a number
                     res["failures"].append(str(e)[:300])
