@@ -11,7 +11,8 @@ swarm, confluence and rqbit alternating, against the ideal. Run it as `bash benc
    (profiles.py): libtorrent seeders (seeders.py, Debian's /usr/bin/python3) and aria2c seeders
    on 127.0.2.N, a delaying proxy each on 127.0.1.N (proxy.py) that announces itself; then
    `--runs` rounds, each playing the file once with every client (order alternating), a new
-   client process and data dir each time, with the player of player.py.
+   client process and data dir each time, with the player of player.py or, for the `-mpv`
+   clients, with mpv itself (mpvplayer.py).
 3. print the table with the ideal beside each client and the load average, write
    bench/realswarm-results.json.
 
@@ -37,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import bench  # noqa: E402 - bench/bench.py: Proc, cleanup, http helpers, Ours, Rqbit
 import media  # noqa: E402
+import mpvplayer  # noqa: E402
 import player  # noqa: E402
 import profiles as pf  # noqa: E402
 from bench import Proc, clean_env, log, now  # noqa: E402
@@ -46,8 +48,9 @@ NAME = "movie.mkv"
 RESULTS = os.path.join(os.path.dirname(HERE), "realswarm-results.json")
 SYS_PY = "/usr/bin/python3"  # has python3-libtorrent; the pyenv python3 on PATH has not
 CACHE = os.path.join(bench.TARGET_DIR, "bench-cache")  # --media's movies
-# client name -> (the streaming server, who plays its URL)
-CLIENTS = {"confluence": (bench.Ours, "player"), "rqbit": (bench.Rqbit, "player")}
+# client name -> (the streaming server, who plays its URL: player.py or mpv)
+CLIENTS = {"confluence": (bench.Ours, "player"), "rqbit": (bench.Rqbit, "player"),
+           "confluence-mpv": (bench.Ours, "mpv"), "rqbit-mpv": (bench.Rqbit, "mpv")}
 
 
 def random_pieces():
@@ -158,10 +161,17 @@ def start_profile(ctx, prof):
 
 
 def play(ctx, client, how, bitrate):
-    """Presses play (t0): adds the torrent, then player.py plays its file's URL."""
+    """Presses play (t0): adds the torrent, then player.py or mpv plays its file's URL."""
+    def add():
+        client.add("movie")
+        return client.url("movie", 0)
+
+    if how == "mpv":
+        mpv = mpvplayer.MpvPlayer(ctx.logs)  # open before play is pressed
+        t0 = now()
+        return mpv.run(add, t0, t0 + ctx.timeout)
     t0 = now()
-    client.add("movie")
-    url = client.url("movie", 0)
+    url = add()
     return player.Player(ctx.swarm.payload, ctx.swarm.size, bitrate, t0 + ctx.timeout).run(url, t0)
 
 
@@ -236,6 +246,10 @@ def make_swarms(ctx, plan, cache):
     return swarms
 
 
+def wants_mpv(args):
+    return any(CLIENTS[c][1] == "mpv" for c in args.clients.split(","))
+
+
 def find_rqbit(args):
     for c in (args.rqbit, shutil.which("rqbit", path=clean_env()["PATH"]),
               os.path.join(bench.ROOT, "target-rqbit", "inst", "bin", "rqbit")):
@@ -248,6 +262,7 @@ def outside(args):
     if os.geteuid() != 0:
         sys.exit("realswarm: needs root (unshare --net, opentracker's chroot)")
     tools = ["aria2c", "opentracker", "unshare", "ip"] + (["ffmpeg", "ffprobe"] if args.media else [])
+    tools += ["mpv"] if wants_mpv(args) else []
     for tool in tools:
         if not shutil.which(tool, path=clean_env()["PATH"] + ":/usr/sbin:/sbin"):
             sys.exit(f"realswarm: {tool} is not installed")
@@ -262,7 +277,7 @@ def outside(args):
     if not os.path.exists(bench.BIN):
         sys.exit(f"realswarm: {bench.BIN} missing")
     state = {"rqbit": find_rqbit(args)}
-    if not state["rqbit"] and "rqbit" in args.clients.split(","):
+    if not state["rqbit"] and {"rqbit", "rqbit-mpv"} & set(args.clients.split(",")):
         log("rqbit not found (--rqbit PATH, PATH, or target-rqbit/inst/bin): measured without it")
     bench.reexec_in_netns(__file__, state)
 
@@ -325,7 +340,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="rounds per profile, each client once a round (default 5)")
     ap.add_argument("--factors", default="1.5", help="bitrate = capacity / factor; comma-separated (default 1.5)")
     ap.add_argument("--clients", default="confluence,rqbit",
-                    help=f"comma-separated, of: {', '.join(CLIENTS)} (default: confluence,rqbit)")
+                    help=f"comma-separated, of: {', '.join(CLIENTS)} (default: confluence,rqbit); the -mpv ones "
+                         "play with mpv instead of player.py and imply --media")
     ap.add_argument("--media", action="store_true",
                     help="a playable movie (media.py) at each profile's bitrate instead of random bytes")
     ap.add_argument("--cache-dir", default=CACHE, help=f"where --media keeps its movies (default {CACHE})")
@@ -341,6 +357,8 @@ def main():
         sys.exit(f"realswarm: unknown profile {args.profile!r}; known: {', '.join(pf.PROFILES)}")
     if not set(args.clients.split(",")) <= set(CLIENTS):
         sys.exit(f"realswarm: unknown client in {args.clients!r}; known: {', '.join(CLIENTS)}")
+    if wants_mpv(args):
+        args.media = True  # mpv needs something to play
     args.cache_dir = os.path.abspath(args.cache_dir)
     if args.bin:
         args.no_build, bench.BIN = True, os.path.abspath(args.bin)
