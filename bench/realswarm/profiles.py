@@ -11,7 +11,7 @@ import statistics
 
 KIB, MIB = 1024, 1024 * 1024
 PIECE = 1 * MIB            # a movie-sized torrent's piece (1-8 GB files use 1-4 MiB)
-SIZE = 256 * MIB           # the payload: one file, random bytes, named like a movie
+SIZE = 256 * MIB           # the payload: one file, random bytes named like a movie (--media: about as large)
 HANDSHAKE_RTTS = 4         # TCP connect, BT handshake, interested/unchoke, request/first block
 
 
@@ -73,19 +73,19 @@ def rtt(p):
     return statistics.median(2 * s["delay_ms"] for s in steady(p)) / 1000.0
 
 
-def pieces(ranges):
+def pieces(ranges, size=SIZE):
     """Bytes of the whole pieces covering the byte ranges (a client verifies whole pieces)."""
     idx = set()
     for a, b in ranges:
-        idx.update(range(a // PIECE, (min(b, SIZE) - 1) // PIECE + 1))
-    return sum(min(PIECE, SIZE - i * PIECE) for i in idx)
+        idx.update(range(a // PIECE, (min(b, size) - 1) // PIECE + 1))
+    return sum(min(PIECE, size - i * PIECE) for i in idx)
 
 
-def ideal(p, bitrate, header, index, startup_secs, seek_at):
+def ideal(p, bitrate, header, index, startup_secs, seek_at, size=SIZE):
     """(startup, seek) in seconds for a client that uses the whole steady capacity from the first
     byte: the pieces it must have at the swarm's rate plus the round trips to get them."""
     cap, r = capacity(p), rtt(p)
-    start = pieces([(0, header), (SIZE - index, SIZE), (header, header + int(startup_secs * bitrate))])
-    off = int(SIZE * seek_at)
-    seek = pieces([(off, off + int(startup_secs * bitrate))])
+    start = pieces([(0, header), (size - index, size), (header, header + int(startup_secs * bitrate))], size)
+    off = int(size * seek_at)
+    seek = pieces([(off, off + int(startup_secs * bitrate))], size)
     return start / cap + HANDSHAKE_RTTS * r, seek / cap + r

@@ -38,21 +38,29 @@ def table(rows):
     return "\n".join(out)
 
 
-def versus(rows, ours="confluence", peer="rqbit"):
-    """confluence's median over rqbit's, per profile (the issue's targets are ≤ 0.8×)."""
+PAIRS = [("confluence", "rqbit"), ("confluence-mpv", "rqbit-mpv")]
+
+
+def versus(rows):
+    """confluence's median over rqbit's, per profile and player (the issue's targets are ≤ 0.8×)."""
     out = []
     for key, row in rows.items():
-        t = row["tools"]
-        if ours not in t or peer not in t:
-            continue
-        parts = []
-        for m in ("startup_s", "seek_s", "rebuffer_s"):
-            a, b = stat(t[ours]["runs"], m), stat(t[peer]["runs"], m)
-            if a and b and b[0] > 0:
-                parts.append(f"{m.replace('_s', '')} {a[0] / b[0]:.2f}×")
-        if parts:
-            out.append(f"- {key}: {ours} / {peer}: " + ", ".join(parts))
+        for ours, peer in PAIRS:
+            line = ratios(row["tools"], ours, peer)
+            if line:
+                out.append(f"- {key}: {ours} / {peer}: {line}")
     return "\n".join(out)
+
+
+def ratios(tools, ours, peer):
+    if ours not in tools or peer not in tools:
+        return ""
+    parts = []
+    for m in ("startup_s", "seek_s", "rebuffer_s"):
+        a, b = stat(tools[ours]["runs"], m), stat(tools[peer]["runs"], m)
+        if a and b and b[0] > 0:
+            parts.append(f"{m.replace('_s', '')} {a[0] / b[0]:.2f}×")
+    return ", ".join(parts)
 
 
 def failures(rows):
