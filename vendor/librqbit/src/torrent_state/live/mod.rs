@@ -1023,6 +1023,8 @@ const URGENT_SECS: f64 = 0.25;
 const MIN_WINDOW: usize = 8;
 const INITIAL_WINDOW: usize = 16;
 const RATE_SAMPLE: Duration = Duration::from_millis(500);
+const RATE_SAMPLE_MIN: Duration = Duration::from_millis(20);
+const RATE_SAMPLE_BYTES: u64 = 1024 * 1024;
 
 struct PeerFlowControl {
     i_am_choked: bool,
@@ -1088,15 +1090,21 @@ impl RateMeter {
     }
 
     fn update(&mut self, fetched: u64, busy: bool) -> Option<f64> {
+        if !busy {
+            // A sample covers only time with requests out.
+            self.since = Instant::now();
+            self.bytes_then = fetched;
+            return self.bps;
+        }
         let dt = self.since.elapsed();
-        if dt >= RATE_SAMPLE {
-            if busy {
-                let sample = fetched.saturating_sub(self.bytes_then) as f64 / dt.as_secs_f64();
-                self.bps = Some(match self.bps {
-                    None => sample,
-                    Some(r) => 0.5 * r + 0.5 * sample,
-                });
-            }
+        let bytes = fetched.saturating_sub(self.bytes_then);
+        // A fast peer is measured as soon as it has sent enough to tell.
+        if dt >= RATE_SAMPLE || (dt >= RATE_SAMPLE_MIN && bytes >= RATE_SAMPLE_BYTES) {
+            let sample = bytes as f64 / dt.as_secs_f64();
+            self.bps = Some(match self.bps {
+                None => sample,
+                Some(r) => 0.5 * r + 0.5 * sample,
+            });
             self.since = Instant::now();
             self.bytes_then = fetched;
         }
