@@ -481,6 +481,16 @@ impl PieceTracker {
         }
     }
 
+    /// The shared pieces in flight: once no stream needs them, whoever has nothing else to do
+    /// finishes them (nobody else would: they are not in the queue).
+    pub fn shared_pieces(&self) -> Vec<ValidPieceIndex> {
+        self.inflight
+            .iter()
+            .filter(|(_, i)| i.shared.is_some())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     /// How many of these asks are for shared pieces.
     pub fn shared_asks<'a>(&self, asks: impl Iterator<Item = &'a ChunkInfo>) -> usize {
         asks.filter(|c| {
@@ -1083,6 +1093,7 @@ mod tests {
         assert_eq!(take(&mut t, peer(2), 8), [2, 3]);
         assert!(t.is_inflight(p0));
         assert!(!t.chunks().is_piece_queued_for_test(p0));
+        assert_eq!(t.shared_pieces(), [p0], "to finish once no stream needs it");
 
         assert_eq!(
             t.release_pieces_owned_by(peer(1)),

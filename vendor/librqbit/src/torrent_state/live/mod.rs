@@ -1615,6 +1615,16 @@ impl PeerHandler {
                         out = pieces.next_owned_chunks(self.addr, piece, free);
                     }
                 }
+                if out.is_empty() {
+                    out = pieces.take_urgent_chunks(UrgentRequest {
+                        peer: self.addr,
+                        urgent: pieces.shared_pieces().into_iter(),
+                        peer_has_piece,
+                        max: free.min(urgent_cap - urgent_out),
+                        now,
+                        due: now + due_in,
+                    });
+                }
                 // An ask this peer has out already (a piece stolen back) is not sent twice.
                 out.retain(|c| live.add_inflight_request(*c));
                 Ok(if out.is_empty() {
