@@ -99,16 +99,20 @@ fn upload_evil(d: &Daemon) -> (String, Vec<u8>) {
         .file_utf8(&format!("{EVIL_DIR}/{EVIL_FILE}"), &data)
         .file_utf8("notes.txt", b"not media")
         .finish();
+    (upload(d, &ctype, &body), data)
+}
+
+/// POSTs a multipart upload; returns the infohash of the torrent the daemon answers with.
+fn upload(d: &Daemon, ctype: &str, body: &[u8]) -> String {
     let r = d.req(
         "POST",
         "/upload",
-        &[("Content-Type", &ctype)],
-        &body,
+        &[("Content-Type", ctype)],
+        body,
         Duration::from_secs(60),
     );
     assert_eq!(r.status, 200, "upload: {}", r.text());
-    let t = TorrentFile::parse(&r.body);
-    (sha1_hex(&t.info), data)
+    sha1_hex(&TorrentFile::parse(&r.body).info)
 }
 
 /// Two real clips, `clip.mp4` (its `moov` at the end, as a player finds it in the wild) and
@@ -151,15 +155,7 @@ fn clips() -> &'static (Vec<u8>, Vec<u8>) {
 fn upload_media(d: &Daemon) -> String {
     let (mp4, mkv) = clips();
     let (ctype, body) = upload_form("media", &[("clip.mp4", mp4), ("clip.mkv", mkv)]);
-    let r = d.req(
-        "POST",
-        "/upload",
-        &[("Content-Type", &ctype)],
-        &body,
-        Duration::from_secs(60),
-    );
-    assert_eq!(r.status, 200, "upload: {}", r.text());
-    sha1_hex(&TorrentFile::parse(&r.body).info)
+    upload(d, &ctype, &body)
 }
 
 /// Starts a daemon with `args` and checks it runs in the test's namespace.
