@@ -50,7 +50,11 @@ SYS_PY = "/usr/bin/python3"  # has python3-libtorrent; the pyenv python3 on PATH
 CACHE = os.path.join(bench.TARGET_DIR, "bench-cache")  # --media's movies
 # client name -> (the streaming server, who plays its URL: player.py or mpv)
 CLIENTS = {"confluence": (bench.Ours, "player"), "rqbit": (bench.Rqbit, "player"),
-           "confluence-mpv": (bench.Ours, "mpv"), "rqbit-mpv": (bench.Rqbit, "mpv")}
+           "peerflix": (bench.Peerflix, "player"),
+           "confluence-mpv": (bench.Ours, "mpv"), "rqbit-mpv": (bench.Rqbit, "mpv"),
+           "peerflix-mpv": (bench.Peerflix, "mpv")}
+# the peers' executables, found outside the namespace (bench.Rqbit and bench.Peerflix use ctx.exe)
+PEER_EXES = {bench.Rqbit: "rqbit", bench.Peerflix: "peerflix"}
 
 
 def random_pieces():
@@ -91,11 +95,17 @@ class Swarm:
         self.seed_torrent = os.path.join(work, "seed.torrent")
         with open(self.seed_torrent, "wb") as f:
             f.write(bench.bencode({"info": info}))
+        self.client_torrent_path = os.path.join(work, "client.torrent")  # peerflix takes a file
+        with open(self.client_torrent_path, "wb") as f:
+            f.write(self.client_torrent)
         self.ih = {"movie": self.ih_hex}
         self.files = {"movie": [(NAME, self.size, None, self.payload)]}
 
     def torrent_bytes(self, _key):
         return self.client_torrent
+
+    def torrent(self, _key):
+        return self.client_torrent_path
 
 
 def tracker(work, ihs, logs):
@@ -183,7 +193,7 @@ def one_run(ctx, client_name, bitrate):
     finally:
         client.stop()
         for d in os.listdir(ctx.work):  # the client's download (up to 256 MiB a run)
-            if d.startswith(("ours-", "rqbit-")):
+            if d.startswith(("ours-", "rqbit-", "peerflix-")):
                 shutil.rmtree(os.path.join(ctx.work, d), ignore_errors=True)
 
 
@@ -277,9 +287,11 @@ def outside(args):
             sys.exit("realswarm: cargo build --release failed")
     if not os.path.exists(bench.BIN):
         sys.exit(f"realswarm: {bench.BIN} missing")
-    state = {"rqbit": find_rqbit(args)}
+    state = {"rqbit": find_rqbit(args), "peerflix": shutil.which("peerflix", path=clean_env()["PATH"])}
     if not state["rqbit"] and {"rqbit", "rqbit-mpv"} & set(args.clients.split(",")):
         log("rqbit not found (--rqbit PATH, PATH, or target-rqbit/inst/bin): measured without it")
+    if not state["peerflix"] and {"peerflix", "peerflix-mpv"} & set(args.clients.split(",")):
+        log("peerflix not found (npm install -g --ignore-scripts peerflix): measured without it")
     bench.reexec_in_netns(__file__, state)
 
 
@@ -292,11 +304,12 @@ def inside(args):
     state = bench.lo_only(args.inside, "realswarm")
     ctx = bench.Ctx()
     ctx.runs, ctx.timeout = args.runs, args.timeout
-    ctx.exe = {"rqbit": state["rqbit"]}
+    ctx.exe = {"rqbit": state["rqbit"], "peerflix": state.get("peerflix")}
     ctx.work = tempfile.mkdtemp(prefix="realswarm-")
     ctx.logs = os.path.join(ctx.work, "logs")
     os.makedirs(ctx.logs)
-    ctx.clients = [c for c in args.clients.split(",") if CLIENTS[c][0] is not bench.Rqbit or state["rqbit"]]
+    ctx.clients = [c for c in args.clients.split(",")
+                   if CLIENTS[c][0] not in PEER_EXES or ctx.exe[PEER_EXES[CLIENTS[c][0]]]]
     names = args.profile.split(",") if args.profile else list(pf.PROFILES)
     plan = [(name, float(x)) for name in names for x in args.factors.split(",")]
 
