@@ -182,3 +182,30 @@ class Player:
             reader.stop()
             reader.join(5)
         return self.result
+
+
+def full_read(url, payload_path, size, t0, deadline):
+    """Downloads the whole file once, as fast as the client delivers it (not playback): when the
+    first bytes came and the average rate after them. Every byte is checked."""
+    with open(payload_path, "rb") as f:
+        payload = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    reader = Reader(url, 0, size, payload, lambda _pos: False)
+    try:
+        reader.start()
+        t_first = None
+        while reader.is_alive():
+            if t_first is None and reader.pos > 0:
+                t_first = time.monotonic()
+            if time.monotonic() > deadline:
+                raise Failed(f"deadline passed (at byte {reader.pos} of {size})")
+            time.sleep(TICK)
+        if reader.error or reader.pos < size:
+            raise Failed(str(reader.error or f"stopped at byte {reader.pos} of {size}"))
+        t_end = time.monotonic()
+    finally:
+        reader.stop()
+        reader.join(5)
+        payload.close()
+    t_first = t_first or t_end
+    return {"first_bytes_s": t_first - t0, "full_s": t_end - t0,
+            "full_MiBps": size / (1024 * 1024) / max(t_end - t_first, 1e-6)}

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import bench  # noqa: E402 - bench/bench.py: Proc, cleanup, http helpers, Ours, Rqbit
 import media  # noqa: E402
 import mpvplayer  # noqa: E402
+import report  # noqa: E402
 import player  # noqa: E402
 import profiles as pf  # noqa: E402
 from bench import Proc, clean_env, log, now  # noqa: E402
@@ -52,7 +53,9 @@ CACHE = os.path.join(bench.TARGET_DIR, "bench-cache")  # --media's movies
 CLIENTS = {"confluence": (bench.Ours, "player"), "rqbit": (bench.Rqbit, "player"),
            "peerflix": (bench.Peerflix, "player"),
            "confluence-mpv": (bench.Ours, "mpv"), "rqbit-mpv": (bench.Rqbit, "mpv"),
-           "peerflix-mpv": (bench.Peerflix, "mpv")}
+           "peerflix-mpv": (bench.Peerflix, "mpv"),
+           # the whole file downloaded at once through the client's HTTP (throughput, not playback)
+           "confluence-full": (bench.Ours, "full"), "rqbit-full": (bench.Rqbit, "full")}
 # the peers' executables, found outside the namespace (bench.Rqbit and bench.Peerflix use ctx.exe)
 PEER_EXES = {bench.Rqbit: "rqbit", bench.Peerflix: "peerflix"}
 
@@ -176,6 +179,9 @@ def play(ctx, client, how, bitrate):
         client.add("movie")
         return client.url("movie", 0)
 
+    if how == "full":
+        t0 = now()
+        return player.full_read(add(), ctx.swarm.payload, ctx.swarm.size, t0, t0 + ctx.timeout)
     if how == "mpv":
         mpv = mpvplayer.MpvPlayer(ctx.logs)  # open before play is pressed
         t0 = now()
@@ -227,9 +233,7 @@ def measure_profile(ctx, name, factor, swarm):
                 try:
                     out = one_run(ctx, c, bitrate)
                     res["runs"].append(out)
-                    phases = "".join(f", {k[:-2]} at {out[k]:.2f} s" for k in ("header_s", "index_s") if k in out)
-                    log(f"  run {r + 1} {c}: startup {out['startup_s']:.2f} s{phases}, rebuffers "
-                        f"{out['rebuffers']} ({out['rebuffer_s']:.2f} s), seek {out['seek_s']:.2f} s")
+                    log(f"  run {r + 1} {c}: {report.one_run(out, cap)}")
                 except Exception as e:  # noqa: BLE001 - a failed run is reported, never a number
                     res["failures"].append(str(e)[:300])
                     log(f"  run {r + 1} {c}: FAILED: {str(e)[:300]}")
@@ -336,11 +340,12 @@ def inside(args):
            "clients": ctx.clients, "payload": "media" if args.media else "random", "rows": rows}
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
-    import report
     log("")
     log(report.table(rows))
     log("")
     log(report.versus(rows))
+    if full := report.full(rows):
+        log("\n" + full)
     fails = report.failures(rows)
     if fails:
         log("\nfailed runs:\n" + fails)

@@ -70,3 +70,26 @@ def failures(rows):
             for f in res["failures"]:
                 out.append(f"- {key} {tool}: {f}")
     return "\n".join(out)
+
+
+def one_run(out, capacity):
+    """A run's line in the log."""
+    if "full_MiBps" in out:
+        return (f"whole file at {out['full_MiBps']:.2f} MiB/s after the first bytes "
+                f"({out['full_MiBps'] * 1024 * 1024 / capacity:.2f}× capacity), first bytes at "
+                f"{out['first_bytes_s']:.2f} s, done at {out['full_s']:.2f} s")
+    phases = "".join(f", {k[:-2]} at {out[k]:.2f} s" for k in ("header_s", "index_s") if k in out)
+    return (f"startup {out['startup_s']:.2f} s{phases}, rebuffers {out['rebuffers']} "
+            f"({out['rebuffer_s']:.2f} s), seek {out['seek_s']:.2f} s")
+
+
+def full(rows):
+    """The whole-file downloads (the `-full` clients) against the steady capacity."""
+    out = []
+    for key, row in rows.items():
+        for tool, res in row["tools"].items():
+            s = stat(res["runs"], "full_MiBps")
+            if s:
+                out.append(f"- {key}: {tool}: whole file {cell(s)} MiB/s after the first bytes, "
+                           f"{s[0] / row['capacity_MiBps']:.2f}× the capacity ({row['capacity_MiBps']:.2f} MiB/s)")
+    return "\n".join(out)
