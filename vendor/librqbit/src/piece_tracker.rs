@@ -444,8 +444,8 @@ impl PieceTracker {
         match self.inflight.get_mut(&piece) {
             Some(info) if info.shared.is_some() => true,
             Some(info) => {
-                // Its owner asked for the first `next_chunk` chunks; they are due when a whole
-                // piece's requests are (its download started `started` ago).
+                // Its owner asked for the first `next_chunk` chunks; their deadlines are not
+                // known, so they are given 2 s from now before others may ask for them again.
                 let chunks = &self.chunks;
                 info.shared = Some(Box::new(SharedPiece::from_whole(
                     info.peer,

@@ -123,7 +123,7 @@ impl TorrentStreams {
         &'a self,
         lengths: &'a Lengths,
     ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
-        self.interleave(lengths, |s, l| s.queue(l).collect())
+        self.interleave(lengths, |s, l| s.queue(l))
     }
 
     /// confluence patch: the pieces under and just ahead of each stream, interleaved, the one
@@ -132,13 +132,13 @@ impl TorrentStreams {
         &'a self,
         lengths: &'a Lengths,
     ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
-        self.interleave(lengths, |s, l| s.urgent(l))
+        self.interleave(lengths, |s, l| s.urgent(l).into_iter())
     }
 
-    fn interleave<'a>(
+    fn interleave<'a, I: Iterator<Item = ValidPieceIndex> + 'a>(
         &'a self,
         lengths: &'a Lengths,
-        pieces: impl Fn(&StreamState, &Lengths) -> Vec<ValidPieceIndex>,
+        pieces: impl Fn(&StreamState, &'a Lengths) -> I,
     ) -> impl Iterator<Item = ValidPieceIndex> + 'a {
         struct Interleave<I> {
             all: VecDeque<I>,
@@ -161,7 +161,7 @@ impl TorrentStreams {
         let mut all: Vec<_> = self
             .streams
             .iter()
-            .map(|s| pieces(s.value(), lengths).into_iter())
+            .map(|s| pieces(s.value(), lengths))
             .collect();
 
         // Shuffle to decrease determinism and make queueing fairer.
