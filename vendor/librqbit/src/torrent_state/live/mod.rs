@@ -39,6 +39,7 @@
 // > so don't lock them both at the same time at all, or at the worst lock them in the
 // > same order (peers one first, then the global one).
 
+mod flow;
 pub mod peer;
 pub mod peers;
 pub mod stats;
@@ -56,6 +57,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use flow::PeerFlowControl;
 use buffers::{ByteBuf, ByteBufOwned};
 use clone_to_owned::CloneToOwned;
 use librqbit_core::{
@@ -1014,104 +1016,6 @@ impl TorrentStateLive {
 
 const DEFAULT_PEER_REQUEST_WINDOW: usize = 128;
 
-/// confluence patch: a peer serves requests in the order they were sent, so a chunk a stream
-/// needs now waits behind everything asked of that peer before it. Each peer's queue is kept to
-/// about this much of its measured rate (a window of `MIN_WINDOW`..=`request_window` chunks),
-/// instead of always the full window (128 chunks, 2 MiB: 8 s from a 256 KiB/s peer).
-const QUEUE_SECS: f64 = 0.5;
-const URGENT_SECS: f64 = 0.25;
-const MIN_WINDOW: usize = 8;
-const INITIAL_WINDOW: usize = 16;
-const RATE_SAMPLE: Duration = Duration::from_millis(500);
-const RATE_SAMPLE_MIN: Duration = Duration::from_millis(20);
-const RATE_SAMPLE_BYTES: u64 = 1024 * 1024;
-
-struct PeerFlowControl {
-    i_am_choked: bool,
-    request_window: usize,
-    rate: RateMeter,
-}
-
-impl PeerFlowControl {
-    fn new(max_request_window: usize) -> Self {
-        Self {
-            i_am_choked: true,
-            request_window: max_request_window,
-            rate: RateMeter::new(),
-        }
-    }
-
-    /// confluence patch: how many chunks may be asked of the peer at once; `fetched` is its byte
-    /// counter, `busy` whether requests are out (an idle peer's rate is not sampled).
-    fn window(&mut self, fetched: u64, busy: bool) -> usize {
-        let w = match self.rate.update(fetched, busy) {
-            None => INITIAL_WINDOW,
-            Some(bps) => (bps * QUEUE_SECS / CHUNK_SIZE as f64).ceil() as usize,
-        };
-        w.max(MIN_WINDOW).min(self.request_window)
-    }
-
-    /// confluence patch: how many urgent chunks may be asked of the peer at once: about
-    /// `URGENT_SECS` of its rate, so that a piece a reader waits for is spread over many peers
-    /// rather than queued at the first few that connected.
-    fn urgent_cap(&self) -> usize {
-        match self.rate.bps {
-            None => 4,
-            Some(bps) => ((bps * URGENT_SECS / CHUNK_SIZE as f64).ceil() as usize).max(2),
-        }
-    }
-
-    /// confluence patch: when a chunk asked now, behind `queued` others, should have arrived.
-    fn due_in(&self, queued: usize) -> Duration {
-        match self.rate.bps {
-            None => Duration::from_millis(750),
-            Some(bps) => {
-                let drain = (queued + 1) as f64 * CHUNK_SIZE as f64 / bps.max(1.0);
-                Duration::from_secs_f64((2.0 * drain + 0.25).min(10.0))
-            }
-        }
-    }
-}
-
-/// confluence patch: a peer's download rate, averaged over samples taken while it was busy.
-struct RateMeter {
-    since: Instant,
-    bytes_then: u64,
-    bps: Option<f64>,
-}
-
-impl RateMeter {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            bytes_then: 0,
-            bps: None,
-        }
-    }
-
-    fn update(&mut self, fetched: u64, busy: bool) -> Option<f64> {
-        if !busy {
-            // A sample covers only time with requests out.
-            self.since = Instant::now();
-            self.bytes_then = fetched;
-            return self.bps;
-        }
-        let dt = self.since.elapsed();
-        let bytes = fetched.saturating_sub(self.bytes_then);
-        // A fast peer is measured as soon as it has sent enough to tell.
-        if dt >= RATE_SAMPLE || (dt >= RATE_SAMPLE_MIN && bytes >= RATE_SAMPLE_BYTES) {
-            let sample = bytes as f64 / dt.as_secs_f64();
-            self.bps = Some(match self.bps {
-                None => sample,
-                Some(r) => 0.5 * r + 0.5 * sample,
-            });
-            self.since = Instant::now();
-            self.bytes_then = fetched;
-        }
-        self.bps
-    }
-}
-
 /// confluence patch: what a peer's request loop found to ask for.
 enum NextRequests {
     /// Its window is full.
@@ -1639,6 +1543,10 @@ impl PeerHandler {
         if let Some((from_peer, piece)) = steal_info {
             self.state.peers.on_steal(from_peer, self.addr, piece);
         }
+        if requested == 0 && matches!(result, Ok(NextRequests::Chunks(_))) {
+            self.lock_flow_control("asked_idle")
+                .asked_idle(Instant::now());
+        }
 
         result
     }
@@ -1950,6 +1858,7 @@ impl PeerHandler {
             .fetched_bytes
             .fetch_add(piece.len() as u64, Ordering::Relaxed);
         self.counters.fetched_chunks.fetch_add(1, Ordering::Relaxed);
+        self.lock_flow_control("chunk_arrived").chunk_arrived();
 
         let should_process = self
             .state
