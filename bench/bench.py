@@ -82,6 +82,9 @@ class Proc:
         self.name = name
         self.logpath = os.path.join(logdir, f"{name}.{len(PROCS)}.log")
         with open(self.logpath, "ab") as lf:
+            # The path can repeat (PROCS shrinks as processes stop): this process's output
+            # starts here.
+            self.log_from = lf.seek(0, os.SEEK_END)
             self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
                                       start_new_session=True, env=env or clean_env(), cwd=cwd)
         self.pid = self.p.pid
@@ -90,10 +93,15 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
+    def output(self):
+        """What this process has written so far (not an earlier one's under the same path)."""
+        with open(self.logpath, "rb") as f:
+            f.seek(self.log_from)
+            return f.read()
+
     def tail(self, n=3):
         try:
-            with open(self.logpath, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").strip().splitlines()
+            lines = self.output().decode("utf-8", "replace").strip().splitlines()
             return " | ".join(lines[-n:])
         except OSError:
             return ""
@@ -554,7 +562,7 @@ class Ours:
             argv.append(f"-mount={self.mnt}")
             MOUNTS.add(self.mnt)
         self.proc = Proc("confluence", argv, self.ctx.logs,
-                         env=clean_env({"RUST_LOG": "warn"}))
+                         env=clean_env({"RUST_LOG": os.environ.get("BENCH_RUST_LOG", "warn")}))
         self.pid = self.proc.pid
         wait_http(f"http://127.0.0.1:{self.port}/health", now() + 30, self.proc)
         if self.mnt:

@@ -130,9 +130,8 @@ def wait_ready(proc, deadline):
     while now() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited: {proc.tail()}")
-        with open(proc.logpath, "rb") as f:
-            if b"ready" in f.read():
-                return
+        if b"ready" in proc.output():
+            return
         time.sleep(0.1)
     raise RuntimeError(f"{proc.name} not ready in time: {proc.tail()}")
 
