@@ -1,22 +1,13 @@
 //! What the web page lists: every torrent the daemon knows (in memory or in the metainfo
 //! store) with its info and piece states, read without adding anything to the session.
 
-use std::sync::Arc;
-
 use crate::{
     engine::Engine,
     ident::InfoHash,
-    metainfo::Info,
     status::{PieceState, Priority},
 };
 
 impl Engine {
-    /// The info of a known torrent: the in-memory torrent's, else the stored metainfo's. Never
-    /// adds the torrent; `None` when its info is not known (yet).
-    pub fn known_info(&self, ih: &InfoHash) -> Option<Arc<Info>> {
-        self.inner.registry.info_of(ih)
-    }
-
     /// Every piece's state of a torrent with `num_pieces` pieces: the in-memory torrent's
     /// (readers' windows included), else what the cache holds for it.
     pub fn known_piece_states(&self, ih: &InfoHash, num_pieces: u32) -> Vec<PieceState> {

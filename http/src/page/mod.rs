@@ -134,7 +134,7 @@ async fn torrent(
         Err(e) => return e.into(),
     };
     let ihs = ih.to_string();
-    let Some(info) = engine.known_info(&ih) else {
+    let Some(info) = engine.info_of(&ih) else {
         let known = engine.torrent(&ih).is_some();
         let status = if known {
             StatusCode::OK
@@ -224,7 +224,7 @@ async fn pieces_json(req: HttpRequest, engine: web::Data<Engine>) -> HttpRespons
         Ok(ih) => ih,
         Err(e) => return e.into(),
     };
-    let Some(info) = engine.known_info(&ih) else {
+    let Some(info) = engine.info_of(&ih) else {
         return text_response(StatusCode::NOT_FOUND, "torrent info not known");
     };
     let states = engine.known_piece_states(&ih, info.num_pieces);

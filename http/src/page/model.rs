@@ -107,7 +107,7 @@ fn brief(engine: &Engine, ih: &InfoHash) -> Option<Brief> {
     if let Some(b) = memo.get(ih) {
         return Some(b.clone());
     }
-    let info = engine.known_info(ih)?;
+    let info = engine.info_of(ih)?;
     let b = Brief {
         name: info.name.clone(),
         size: info.total_length,
