@@ -151,7 +151,7 @@ def line(label, d, unit):
 
 
 def inside(args):
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    B.lo_only(args.inside, "fuseread")
     ctx = B.Ctx()
     ctx.runs = args.runs
     ctx.phases = [(k + 0.5) / args.runs for k in range(args.runs)]
@@ -192,7 +192,7 @@ def main():
     ap.add_argument("--warm-only", action="store_true", help="skip the cold runs")
     ap.add_argument("--bin", default=B.BIN, help="the confluence binary (default: target/release/confluence)")
     ap.add_argument("--swarm-dir", default="/tmp/confluence-fuseread-swarm")
-    ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--inside", help=argparse.SUPPRESS)
     args = ap.parse_args()
     B.BIN = args.bin
     if args.inside:
@@ -201,8 +201,7 @@ def main():
         sys.exit("fuseread: needs root (unshare --net, FUSE mounts)")
     if not os.path.exists(B.BIN):
         sys.exit(f"fuseread: {B.BIN} missing: cargo build --release")
-    sys.exit(subprocess.run(["unshare", "--net", "--", sys.executable, "-B", os.path.abspath(__file__),
-                             "--inside", *sys.argv[1:]]).returncode)
+    B.reexec_in_netns(__file__, {})
 
 
 if __name__ == "__main__":
